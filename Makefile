@@ -1,0 +1,34 @@
+# `make demo` and `make test` each create .venv and install everything first (torch pinned to the
+# CPU build 2.13.0 through constraints.txt), so both work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: install test demo bench schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	rm -rf build/demo-registry
+	$(OFFLINE) $(BIN)/datakit --registry build/demo-registry demo --data ../shared/data/external
+
+bench: $(STAMP)
+	$(OFFLINE) $(BIN)/python benchmarks/registry_bench.py
+
+schemas: $(STAMP)
+	$(BIN)/python -m datakit.jsonschema
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,112 @@
+"""Between record dicts and stored frames: JSON columns, row ids and the version content hash.
+
+A row's id is the sha256 (first 16 hex digits) of its content columns serialized as one
+compact JSON object in the kind's fixed column order (nulls included), so the same record always gets the same id
+whichever path built it. A version's content hash covers kind, schema version and every row's
+id and meta, in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import polars as pl
+
+from datakit.schemas import FRAME_SCHEMAS, JSON_COLUMNS, SCHEMA_VERSION, content_columns, stored_schema
+
+ID_HEX = 16
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON: sorted keys, compact separators, UTF-8 kept as is."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def records_to_frame(kind: str, records: list[dict[str, Any]]) -> pl.DataFrame:
+    """Record dicts (JSON fields as Python objects) to the kind's stored columns."""
+    schema = stored_schema(kind)
+    cols: dict[str, list[Any]] = {c: [] for c in schema}
+    for rec in records:
+        for c in schema:
+            v = rec.get(c)
+            if c == "meta":
+                v = dumps(v or {})
+            elif c in JSON_COLUMNS and v is not None:
+                v = dumps(v)
+            cols[c].append(v)
+    return pl.DataFrame(cols, schema=schema)
+
+
+def _strip_nulls(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _strip_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_strip_nulls(x) for x in v]
+    return v
+
+
+def frame_to_records(kind: str, df: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """Stored rows back to record dicts: JSON fields decoded, absent (null) fields dropped."""
+    for row in df.iter_rows(named=True):
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            if v is None:
+                continue
+            out[k] = orjson.loads(v) if k in JSON_COLUMNS else _strip_nulls(v)
+        yield out
+
+
+def row_ids(kind: str, df: pl.DataFrame) -> list[str]:
+    """Content ids for every row of a frame holding at least the kind's content columns."""
+    if df.height == 0:
+        return []
+    lines = df.select(pl.struct(content_columns(kind)).struct.json_encode().cast(pl.Binary)).to_series().to_list()
+    sha = hashlib.sha256
+    return [sha(line).hexdigest()[:ID_HEX] for line in lines]
+
+
+def with_ids(kind: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Set `id` to the content hash; a probe keeps the id its author gave it."""
+    ids = pl.Series("_cid", row_ids(kind, df), dtype=pl.String)
+    if kind == "probes" and "id" in df.columns:
+        new = df.with_columns(pl.coalesce(pl.col("id"), ids).alias("id"))
+    else:
+        new = df.with_columns(ids.alias("id"))
+    return new.select(list(stored_schema(kind)))
+
+
+class ContentHasher:
+    """Streams rows (in order) into the version content hash."""
+
+    def __init__(self, kind: str) -> None:
+        self._h = hashlib.sha256(f"datakit/{kind}/{SCHEMA_VERSION}\n".encode())
+        self.rows = 0
+
+    def update(self, df: pl.DataFrame) -> None:
+        if df.height:
+            text = df.select(pl.concat_str("id", pl.lit("\t"), "meta", pl.lit("\n")).str.join("")).item()
+            self._h.update(text.encode())
+        self.rows += df.height
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def content_hash(kind: str, frames: Iterable[pl.DataFrame]) -> tuple[str, int]:
+    hasher = ContentHasher(kind)
+    for df in frames:
+        hasher.update(df)
+    return hasher.hexdigest(), hasher.rows
+
+
+def empty_frame(kind: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=stored_schema(kind))
+
+
+def known_kind(kind: str) -> str:
+    if kind not in FRAME_SCHEMAS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(FRAME_SCHEMAS)}")
+    return kind
