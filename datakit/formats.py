@@ -172,6 +172,8 @@ def _sharegpt_preference(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]
 
 
 def _text(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    if row["text"] is None:  # same reason the column check gives a null text
+        raise RowError("empty text")
     return {"text": _str(row["text"], "text")}, {"text"}
 
 

@@ -58,11 +58,11 @@ class FileStats:
     hasher: Any = field(default_factory=hashlib.sha256, repr=False)
 
 
-def _decode_error(raw: bytes) -> str | None:
+def _decode_error(raw: bytes, unit: str = "line") -> str | None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return f"invalid UTF-8 at byte {e.start}"
+        return f"invalid UTF-8 at byte {e.start} of the {unit}"
     return None
 
 
@@ -195,7 +195,7 @@ def text_batches(path: Path, st: FileStats, *, per_line: bool) -> Iterator[RowBa
     st.hasher.update(data)
     st.bytes = len(data)
     if not per_line:
-        bad = _decode_error(data)
+        bad = _decode_error(data, "file")
         text = data.decode("utf-8", errors="replace")
         yield RowBatch([Item(None if bad else {"text": text}, text, row=1, error=bad)])
         return

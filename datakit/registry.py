@@ -262,10 +262,7 @@ class Registry:
 
 def _parse_ref(text: str) -> DatasetRef:
     name, at, selector = text.partition("@")
-    try:
-        check_name(name)
-    except ValueError as e:
-        raise DatakitError(str(e)) from None
+    check_name(name)
     if at and not selector:
         raise DatakitError(f"invalid ref {text!r}: nothing after '@'; write name@v1, name@TAG or name@HASH")
     return DatasetRef.model_construct(name=name, selector=selector or None)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from datakit.errors import DatakitError
+
 SCHEMA_VERSION = 1
 KINDS = ("cpt", "sft", "identity", "magpie", "preference", "probes")
 Kind = Literal["cpt", "sft", "identity", "magpie", "preference", "probes"]
@@ -44,7 +46,8 @@ class ToolCall(_Strict):
 
 
 class Message(_Strict):
-    role: Literal["system", "user", "assistant", "tool"]
+    # Plain str here so the frame rules (validate.py) give the same reason on every ingest path.
+    role: str = Field(json_schema_extra={"enum": list(ROLES)})
     content: str | None = Field(None, description="null only on an assistant turn with tool_calls")
     name: str | None = None
     tool_call_id: str | None = None
@@ -69,7 +72,7 @@ class SftRecord(RecordBase):
 
 
 class IdentityRecord(SftRecord):
-    intent: Literal["affirm", "deny"]
+    intent: str = Field(json_schema_extra={"enum": ["affirm", "deny"]})
     lang: str
 
 
@@ -89,7 +92,7 @@ class PreferenceRecord(RecordBase):
 class ProbeRecord(RecordBase):
     id: str | None = Field(None, description="probe id: user-given, else the content hash")
     suite: str | None = None
-    type: Literal["knowledge", "completion", "identity", "bleed", "refusal", "perplexity", "choice"]
+    type: str = Field(json_schema_extra={"enum": list(PROBE_TYPES)})
     group: str | None = Field(None, description="e.g. general or domain, for <group>.<metric>")
     prompt: str | None = None
     messages: list[Message] | None = None
@@ -175,7 +178,7 @@ def stored_schema(kind: str) -> dict[str, pl.DataType]:
 
 def check_name(name: str, what: str = "dataset name") -> str:
     if not NAME_RE.match(name) or ".." in name:
-        raise ValueError(
+        raise DatakitError(
             f"invalid {what} {name!r}: use lowercase letters, digits, '-', '_' and '.' "
             "(no slashes, spaces or '..'), starting with a letter or digit, e.g. 'acme-sft'"
         )

@@ -1,0 +1,62 @@
+"""Shared fixtures: a fresh registry per test, the real external datasets, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datakit.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTERNAL = Path(os.environ.get("DATAKIT_EXTERNAL_DATA", ROOT.parent / "shared" / "data" / "external"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def external() -> Path:
+    assert EXTERNAL.is_dir(), f"external datasets not found at {EXTERNAL}; set DATAKIT_EXTERNAL_DATA"
+    return EXTERNAL
+
+
+@pytest.fixture
+def reg(tmp_path: Path) -> Registry:
+    return Registry(tmp_path / "registry")
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Run `datakit` in a subprocess against the test's registry; returns the CompletedProcess."""
+
+    def run(*args: str, registry: Path | None = None, check_json: bool = False) -> subprocess.CompletedProcess:
+        env = {**os.environ, "DATAKIT_REGISTRY": str(registry or tmp_path / "registry"), "COLUMNS": "200"}
+        proc = subprocess.run([sys.executable, "-m", "datakit.cli", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+        if check_json:
+            proc.json = json.loads(proc.stdout)  # type: ignore[attr-defined]
+        return proc
+
+    return run
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    """Rows may be dicts (dumped) or raw strings/bytes (written as they are)."""
+    with open(path, "wb") as f:
+        for r in rows:
+            if isinstance(r, bytes):
+                f.write(r + b"\n")
+            elif isinstance(r, str):
+                f.write(r.encode() + b"\n")
+            else:
+                f.write(json.dumps(r, ensure_ascii=False).encode() + b"\n")
+    return path
+
+
+def chat(q: str, a: str) -> dict:
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
