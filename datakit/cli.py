@@ -126,7 +126,10 @@ def registry_ls(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(rows)
         return
-    t = Table("name", "latest", "kind", "rows", "versions", "tags", "hash", title=f"registry {r.root}")
+    t = Table(title=f"registry {r.root}")
+    t.add_column("name", no_wrap=True, min_width=max([len(x["name"]) for x in rows] + [4]))
+    for col in ("latest", "kind", "rows", "versions", "tags", "hash"):
+        t.add_column(col, no_wrap=True)
     for x in rows:
         t.add_row(x["name"], x["latest"], x["kind"], str(x["rows"]), str(x["versions"]), ",".join(x["tags"]), x["content_hash"][:12])
     out.print(t)

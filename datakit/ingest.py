@@ -101,7 +101,9 @@ class _FileIngest:
     # ---- the two paths --------------------------------------------------------------------
     def arrow_batch(self, b: ArrowBatch, *, columnar: bool) -> pl.DataFrame:
         if self.fmt == "auto" and b.table.num_rows:
-            self.resolve_format(b.table.slice(0, 1).to_pylist()[0])
+            # a table row carries every column of the block; the raw line has only its own keys
+            first = orjson.loads(b.raws[0]) if b.raws else b.table.slice(0, 1).to_pylist()[0]
+            self.resolve_format({k: v for k, v in first.items() if v is not None})
             self.check_kind()
         df = _columnar_frame(b.table, self.kind, self.fmt) if columnar else None
         if df is None:  # not canonical: row by row (JSONL re-parsed, so absent keys stay absent)

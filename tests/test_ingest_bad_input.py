@@ -166,3 +166,10 @@ def test_same_rows_from_json_and_jsonl_get_the_same_ids(reg, tmp_path, external)
     ingest(reg, [tmp_path / "identity.json"], name="j1", kind="sft")
     ingest(reg, [tmp_path / "identity.jsonl"], name="j2", kind="sft")
     assert reg.load("j1")["id"].to_list() == reg.load("j2")["id"].to_list()
+
+
+def test_format_is_detected_from_the_first_row_own_keys_not_the_block_columns(reg, tmp_path):
+    rows = [{"instruction": "Say hi", "output": "Hi"}, {"messages": [{"role": "user", "content": "x"}]}]
+    res = ingest(reg, [write_jsonl(tmp_path / "m.jsonl", rows)], name="m", kind="sft")
+    assert res.files[0].format == "alpaca" and (res.kept, res.rejected) == (1, 1)
+    assert reg.extra("m", "quarantine.parquet")["reason"][0].startswith("missing instruction, output for format alpaca")
