@@ -131,7 +131,7 @@ def registry_ls(as_json: JsonOpt = False) -> None:
     for col in ("latest", "kind", "rows", "versions", "tags", "hash"):
         t.add_column(col, no_wrap=True)
     for x in rows:
-        t.add_row(x["name"], x["latest"], x["kind"], str(x["rows"]), str(x["versions"]), ",".join(x["tags"]), x["content_hash"][:12])
+        t.add_row(x["name"], x["latest"], x["kind"], str(x["rows"]), str(x["versions"]), ",".join(x["tags"]), x["content_hash"][:10])
     out.print(t)
 
 
