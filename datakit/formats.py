@@ -213,7 +213,7 @@ def convert_row(row: Any, fmt: str, kind: str, origin: dict[str, Any]) -> dict[s
     for k, v in row.items():
         if k in used or k == "meta":
             continue
-        if k in fields and k not in rec:
+        if (k in fields or k == "split") and k not in rec:
             rec[k] = _json_field(v, k) if k in ("tools", "generation", "scores") else v
         elif k == "id" and kind == "probes":
             rec["id"] = v

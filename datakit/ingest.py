@@ -149,7 +149,8 @@ class _FileIngest:
                 continue
             records.append(rec)
             kept_items.append(it)
-        df = records_to_frame(self.kind, records).drop("id") if self.kind != "probes" else records_to_frame(self.kind, records)
+        df = records_to_frame(self.kind, records)
+        df = df.drop("id") if self.kind != "probes" else df
         return self._keep_valid(df, lambda i: (kept_items[i].raw, kept_items[i].line, kept_items[i].row))
 
     def _keep_valid(self, df: pl.DataFrame, where: Callable[[int], tuple[str, int | None, int | None]]) -> pl.DataFrame:

@@ -57,6 +57,8 @@ class Message(_Strict):
 class RecordBase(_Strict):
     id: str | None = Field(None, description="content hash, assigned at commit")
     group_id: str | None = Field(None, description="rows derived from one origin share it")
+    split: str | None = Field(None, description="train, valid or test, set by the split op",
+                              json_schema_extra={"enum": ["train", "valid", "test", None]})
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -164,13 +166,16 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 JSON_COLUMNS = {"meta", "tools", "generation", "scores"}
 
 
+SPLITS = ("train", "valid", "test")
+
+
 def content_columns(kind: str) -> list[str]:
-    """The columns a row's id hashes: everything but `id` and `meta`."""
+    """The columns a row's id hashes: everything but `id`, `split` and `meta`."""
     return list(FRAME_SCHEMAS[kind])
 
 
 def stored_schema(kind: str) -> dict[str, pl.DataType]:
-    return {"id": pl.String, **FRAME_SCHEMAS[kind], "meta": pl.String}
+    return {"id": pl.String, **FRAME_SCHEMAS[kind], "split": pl.String, "meta": pl.String}
 
 
 # ---- refs and manifests -------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A row's id is the sha256 (first 16 hex digits) of its content columns serialized as one
 compact JSON object in the kind's fixed column order (nulls included), so the same record always gets the same id
 whichever path built it. A version's content hash covers kind, schema version and every row's
-id and meta, in order.
+id, split and meta, in order.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def row_ids(kind: str, df: pl.DataFrame) -> list[str]:
 def with_ids(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     """Set `id` to the content hash; a probe keeps the id its author gave it."""
     ids = pl.Series("_cid", row_ids(kind, df), dtype=pl.String)
+    if "split" not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.String).alias("split"))
     if kind == "probes" and "id" in df.columns:
         new = df.with_columns(pl.coalesce(pl.col("id"), ids).alias("id"))
     else:
@@ -87,7 +89,8 @@ class ContentHasher:
 
     def update(self, df: pl.DataFrame) -> None:
         if df.height:
-            text = df.select(pl.concat_str("id", pl.lit("\t"), "meta", pl.lit("\n")).str.join("")).item()
+            split = pl.col("split").fill_null("")
+            text = df.select(pl.concat_str("id", pl.lit("\t"), split, pl.lit("\t"), "meta", pl.lit("\n")).str.join("")).item()
             self._h.update(text.encode())
         self.rows += df.height
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from datakit.schemas import PROBE_TYPES, RECORD_MODELS, ROLES, content_columns
+from datakit.schemas import PROBE_TYPES, RECORD_MODELS, ROLES, SPLITS, content_columns
 
 REASON = "_reason"
 
@@ -155,6 +155,9 @@ def check_frame(kind: str, df: pl.DataFrame) -> pl.DataFrame:
         return df.with_columns(pl.lit(None, pl.String).alias(REASON))
     msg = [message_reasons(df, col, **spec) for col, spec in MESSAGE_COLUMNS.get(kind, [])]
     rules = [pl.lit(s) for s in msg] + rules_for(kind)
+    if "split" in df.columns:
+        rules.append(pl.when(pl.col("split").is_not_null() & ~pl.col("split").is_in(list(SPLITS))).then(
+            pl.concat_str(pl.lit("split '"), pl.col("split"), pl.lit("' is not train, valid or test"))))
     return df.with_columns(pl.coalesce(rules).alias(REASON) if rules else pl.lit(None, pl.String).alias(REASON))
 
 
@@ -164,7 +167,7 @@ def validate_record(kind: str, record: dict[str, Any]) -> dict[str, Any]:
 
     model = RECORD_MODELS[kind].model_validate(record)
     clean = model.model_dump(exclude_none=True)
-    frame = check_frame(kind, records_to_frame(kind, [clean]).select(content_columns(kind)))
+    frame = check_frame(kind, records_to_frame(kind, [clean]).select([*content_columns(kind), "split"]))
     reason = frame[REASON][0]
     if reason is not None:
         raise ValueError(reason)

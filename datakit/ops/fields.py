@@ -1,0 +1,47 @@
+"""Which text of a row an op compares: the `--field` of dedup, decontam and split."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from datakit.errors import DatakitError
+
+CHAT_KINDS = ("sft", "identity", "magpie")
+FIELDS = ("auto", "text", "first_user", "last_user", "user", "assistant", "conversation", "prompt", "chosen")
+
+
+def _turns(col: str, role: str | None) -> pl.Expr:
+    """Contents of a message-list column (optionally one role), joined by newlines."""
+    el = pl.element()
+    picked = el.struct.field("content") if role is None else el.filter(el.struct.field("role") == role).struct.field("content")
+    return pl.col(col).list.eval(picked.drop_nulls()).list.join("\n")
+
+
+def text_expr(kind: str, field: str = "auto") -> pl.Expr:
+    """An expression giving each row's text for comparison; `auto` picks the kind's natural field."""
+    if field == "auto":
+        field = {"cpt": "text", "preference": "prompt", "probes": "text"}.get(kind, "first_user")
+    if kind == "cpt":
+        if field != "text":
+            raise DatakitError(f"cpt rows have only a text field; drop --field {field}")
+        return pl.col("text")
+    if kind == "probes":
+        return pl.coalesce(pl.col("prompt"), _turns("messages", "user"), pl.col("text"), pl.lit(""))
+    if kind in CHAT_KINDS:
+        el = pl.element()
+        users = pl.col("messages").list.eval(el.filter(el.struct.field("role") == "user").struct.field("content"))
+        exprs = {
+            "first_user": users.list.first(),
+            "last_user": users.list.last(),
+            "user": _turns("messages", "user"),
+            "assistant": _turns("messages", "assistant"),
+            "conversation": _turns("messages", None),
+        }
+    elif kind == "preference":
+        exprs = {"prompt": _turns("prompt", None), "chosen": _turns("chosen", None),
+                 "conversation": pl.concat_str(_turns("prompt", None), pl.lit("\n"), _turns("chosen", None))}
+    else:
+        raise DatakitError(f"unknown kind {kind!r}")
+    if field not in exprs:
+        raise DatakitError(f"--field {field} does not apply to {kind} rows; use one of {', '.join(exprs)}")
+    return exprs[field].fill_null("")
