@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import orjson
+from common import peak_rss_mb
 
 TOPICS = ["billing", "shipping", "warranty", "onboarding", "returns", "pricing", "security", "api limits"]
 
@@ -62,7 +62,7 @@ def run_datasets(src: Path, work: Path) -> dict:
 
 def child(which: str, src: Path, work: Path) -> None:
     res = {"datakit": run_datakit, "datasets": run_datasets}[which](src, work)
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(res))
 
 

@@ -75,11 +75,12 @@ class Stage:
         self._parts: list[str] = []
         self._part_rows: dict[str, int] = {}
 
-    def write(self, df: pl.DataFrame) -> None:
-        """Append rows (stored columns; ids are computed here)."""
+    def write(self, df: pl.DataFrame, *, trust_ids: bool = False) -> None:
+        """Append rows (stored columns). Ids are computed here unless the caller vouches that the
+        rows are unmodified registry rows carrying their ids (`trust_ids`)."""
         if df.height == 0:
             return
-        df = with_ids(self.kind, df)
+        df = with_ids(self.kind, df, trust=trust_ids)
         self._hasher.update(df)
         rel = f"data/part-{len(self._parts):05d}.parquet"
         df.write_parquet(self.dir / rel, compression="zstd", statistics=False)
@@ -147,8 +148,9 @@ class Registry:
     def commit_frame(self, name: str, kind: str, df: pl.DataFrame, *, op: str, **kw: Any) -> tuple[Manifest, bool]:
         """Commit a whole frame in one go (ops and builders use this)."""
         extras: dict[str, pl.DataFrame] = kw.pop("extras", {}) or {}
+        trust_ids: bool = kw.pop("trust_ids", False)
         with self.stage(name, kind) as st:
-            st.write(df)
+            st.write(df, trust_ids=trust_ids)
             for fname, extra in extras.items():
                 st.write_extra(fname, extra)
             return st.commit(op=op, **kw)

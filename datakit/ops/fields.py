@@ -7,7 +7,7 @@ import polars as pl
 from datakit.errors import DatakitError
 
 CHAT_KINDS = ("sft", "identity", "magpie")
-FIELDS = ("auto", "text", "first_user", "last_user", "user", "assistant", "conversation", "prompt", "chosen")
+FIELDS = ("auto", "text", "first_user", "last_user", "user", "assistant", "conversation", "prompt", "chosen", "full")
 
 
 def _turns(col: str, role: str | None) -> pl.Expr:
@@ -26,7 +26,13 @@ def text_expr(kind: str, field: str = "auto") -> pl.Expr:
             raise DatakitError(f"cpt rows have only a text field; drop --field {field}")
         return pl.col("text")
     if kind == "probes":
-        return pl.coalesce(pl.col("prompt"), _turns("messages", "user"), pl.col("text"), pl.lit(""))
+        asked = pl.coalesce(pl.col("prompt"), _turns("messages", "user"), pl.col("text"), pl.lit(""))
+        if field in ("text", "prompt"):
+            return asked
+        if field == "full":  # the whole item, answer included: what a leak would contain
+            return pl.concat_str([pl.col("prompt"), _turns("messages", "user"), pl.col("expect"), pl.col("text")],
+                                 separator=" ", ignore_nulls=True).fill_null("")
+        raise DatakitError(f"--field {field} does not apply to probes; use prompt or full")
     if kind in CHAT_KINDS:
         el = pl.element()
         users = pl.col("messages").list.eval(el.filter(el.struct.field("role") == "user").struct.field("content"))
@@ -45,3 +51,10 @@ def text_expr(kind: str, field: str = "auto") -> pl.Expr:
     if field not in exprs:
         raise DatakitError(f"--field {field} does not apply to {kind} rows; use one of {', '.join(exprs)}")
     return exprs[field].fill_null("")
+
+
+def texts(kind: str, df: pl.DataFrame, field: str = "auto") -> pl.Series:
+    """Each row's comparison text, normalized (`datakit.text.normalize`)."""
+    from datakit.text import normalize_series
+
+    return normalize_series(df.select(text_expr(kind, field).alias("text")).to_series())

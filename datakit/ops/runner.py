@@ -19,6 +19,9 @@ class OpOutput:
     frame: pl.DataFrame
     stats: dict[str, Any]
     extras: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # True when every row is an input row with its content untouched (select, reorder, label):
+    # the commit keeps their ids instead of rehashing a million rows; `verify` still rechecks them.
+    rows_unchanged: bool = False
 
 
 def load(reg: Registry, refs: list[str]) -> list[tuple[Manifest, pl.DataFrame]]:
@@ -44,5 +47,5 @@ def commit(
         raise DatakitError(f"{op} would leave {name} empty (all {out.stats['rows_in']} rows removed); check the params")
     return reg.commit_frame(
         name, kind, out.frame, op=op, params=params, parents=[reg.parent_of(m) for m in inputs], stats=out.stats,
-        extras=out.extras,
+        extras=out.extras, trust_ids=out.rows_unchanged,
     )

@@ -1,0 +1,60 @@
+"""What every CLI module shares: the app, the registry option, output helpers."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from datakit.registry import Registry
+
+app = typer.Typer(help="Versioned datasets, builders, training hand-off and regression evals for LLM fine-tuning.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+registry_app = typer.Typer(help="Inspect and maintain the dataset registry.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+_state: dict[str, Any] = {"registry": None}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.callback()
+def _root(
+    registry: Annotated[Optional[Path], typer.Option("--registry", help="Registry root (default: $DATAKIT_REGISTRY or ./registry).")] = None,
+) -> None:
+    _state["registry"] = registry
+
+
+def reg() -> Registry:
+    return Registry(_state["registry"])
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+@contextmanager
+def byte_progress(total: int, label: str) -> Iterator[Any]:
+    """A transient progress bar on stderr (shown only on a terminal)."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as p:
+        task = p.add_task(label, total=total)
+        yield lambda n: p.advance(task, n)
+
+
+@contextmanager
+def working(label: str) -> Iterator[None]:
+    """A spinner on stderr for work with no natural progress count (shown only on a terminal)."""
+    if err.is_terminal:
+        with err.status(label):
+            yield
+    else:
+        yield

@@ -1,0 +1,142 @@
+"""`datakit registry ...`: inspect and maintain the dataset registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.table import Table
+
+from datakit.cli_common import JsonOpt, emit_json, out, reg, registry_app
+from datakit.errors import CheckFailed, DatakitError
+
+
+@registry_app.command("ls")
+def registry_ls(as_json: JsonOpt = False) -> None:
+    """List datasets with their latest version."""
+    r = reg()
+    rows = []
+    for name in r.names():
+        vs = r.versions(name)
+        m = vs[-1]
+        rows.append({"name": name, "latest": m.version, "kind": m.kind, "rows": m.rows, "versions": len(vs),
+                     "tags": sorted(r.tags(name)), "content_hash": m.content_hash, "created": m.created.isoformat()})
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table(title=f"registry {r.root}")
+    t.add_column("name", no_wrap=True, min_width=max([len(x["name"]) for x in rows] + [4]))
+    for col in ("latest", "kind", "rows", "versions", "tags", "hash"):
+        t.add_column(col, no_wrap=True)
+    for x in rows:
+        t.add_row(x["name"], x["latest"], x["kind"], str(x["rows"]), str(x["versions"]), ",".join(x["tags"]), x["content_hash"][:10])
+    out.print(t)
+
+
+@registry_app.command("show")
+def registry_show(ref: str, rows: Annotated[int, typer.Option(help="Also print the first N rows.")] = 0,
+                  as_json: JsonOpt = False) -> None:
+    """Show a version's manifest: kind, rows, hash, files, lineage, op, stats."""
+    from datakit.storage import frame_to_records
+
+    r = reg()
+    m = r.resolve(ref)
+    sample = list(frame_to_records(m.kind, r.scan(m).head(rows).collect())) if rows else []
+    if as_json:
+        emit_json(m.model_dump(mode="json") | {"ref": m.ref, "sample": sample})
+        return
+    out.print(f"[bold]{m.ref}[/]  kind {m.kind}  rows {m.rows}  schema v{m.schema_version}")
+    out.print(f"content hash {m.content_hash}\ncreated {m.created.isoformat()}  op {m.op}")
+    for p in m.parents:
+        out.print(f"parent {p.ref} ({p.content_hash[:12]})")
+    out.print(f"params {orjson.dumps(m.params).decode()}\nstats {orjson.dumps(m.stats).decode()}")
+    for f, e in m.files.items():
+        out.print(f"  {f}  {e.bytes} bytes  sha256 {e.sha256[:16]}")
+    for rec in sample:
+        out.print(orjson.dumps(rec).decode())
+
+
+@registry_app.command("log")
+def registry_log(name: str, as_json: JsonOpt = False) -> None:
+    """Versions of a dataset, oldest first, with their op and parents."""
+    r = reg()
+    vs = r.versions(name)
+    if not vs:
+        raise DatakitError(f"no dataset named {name!r} in {r.root}; see `datakit registry ls`")
+    tags = r.tags(name)
+    entries = [{"ref": m.ref, "version": m.version, "rows": m.rows, "content_hash": m.content_hash, "op": m.op,
+                "parents": [p.model_dump() for p in m.parents], "created": m.created.isoformat(),
+                "tags": sorted(t for t, v in tags.items() if v == m.version), "stats": m.stats} for m in vs]
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        parents = ", ".join(p["ref"] for p in e["parents"]) or "-"
+        tag = f" [{', '.join(e['tags'])}]" if e["tags"] else ""
+        out.print(f"{e['ref']}{tag}  {e['created'][:19]}  {e['op']}  {e['rows']} rows  {e['content_hash'][:12]}  parents: {parents}")
+
+
+@registry_app.command("diff")
+def registry_diff(a: str, b: str, examples: int = 5, as_json: JsonOpt = False) -> None:
+    """Rows added and removed between two versions."""
+    from datakit.audit import diff
+
+    d = diff(reg(), a, b, examples=examples)
+    if as_json:
+        emit_json(d)
+        return
+    out.print(f"{d['a']} ({d['rows_a']} rows) -> {d['b']} ({d['rows_b']} rows): "
+              f"+{d['added']} added, -{d['removed']} removed, {d['unchanged']} unchanged")
+    for sign, key in (("+", "added_examples"), ("-", "removed_examples")):
+        for rec in d[key]:
+            out.print(f"{sign} {orjson.dumps(rec).decode()[:200]}")
+
+
+@registry_app.command("verify")
+def registry_verify(ref: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Recompute every checksum, row id and content hash; exit 1 naming each mismatch."""
+    from datakit.audit import verify
+
+    checked, problems = verify(reg(), ref)
+    if as_json:
+        emit_json({"checked": checked, "ok": not problems, "problems": [p.model_dump() for p in problems]})
+    else:
+        for p in problems:
+            out.print(f"[red]MISMATCH[/] {p.ref}: {p.path}: {p.problem}")
+        out.print(f"verified {checked} version(s): {'ok' if not problems else f'{len(problems)} problem(s)'}")
+    if problems:
+        raise typer.Exit(CheckFailed.exit_code)
+
+
+@registry_app.command("tag")
+def registry_tag(ref: str, tag: str) -> None:
+    """Point TAG at a version (moves it if it exists)."""
+    m, before = reg().tag(ref, tag)
+    moved = f" (was {before})" if before and before != m.version else ""
+    out.print(f"{m.name}@{tag} -> {m.version}{moved}")
+
+
+@registry_app.command("gc")
+def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+    """Remove leftovers of interrupted commits (never a live one)."""
+    from datakit.audit import gc
+
+    removed = gc(reg(), dry_run=dry_run)
+    for p in removed:
+        out.print(("would remove " if dry_run else "removed ") + p)
+    out.print(f"{len(removed)} leftover(s)")
+
+
+@registry_app.command("quarantine")
+def registry_quarantine(ref: str, limit: int = 20, as_json: JsonOpt = False) -> None:
+    """Rows that a version's ingest rejected, with file, line and reason."""
+    q = reg().extra(ref, "quarantine.parquet")
+    rows = q.head(limit).to_dicts() if q is not None else []
+    if as_json:
+        emit_json({"total": 0 if q is None else q.height, "rows": rows})
+        return
+    for x in rows:
+        pos = f"line {x['line']}" if x["line"] is not None else f"row {x['row']}"
+        out.print(f"{x['file']}:{pos}: {x['reason']}\n    {x['raw'][:160]}")
+    out.print(f"{0 if q is None else q.height} rejected row(s)")

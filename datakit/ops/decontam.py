@@ -1,0 +1,121 @@
+"""Drop training rows that contain eval items, and say which items leaked through which rows.
+
+Default method: n-gram overlap as in the GPT-3 paper (13 tokens; a CJK character is a token):
+a training row is contaminated when it shares any n-gram with an eval item. Eval items shorter
+than n tokens are matched by their whole token run when they have at least `min_tokens` tokens,
+and by exact equality of the whole text below that (a 3-word question occurs everywhere).
+Method `near`: MinHash LSH with every candidate verified by exact shingle Jaccard.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from datakit.errors import DatakitError
+from datakit.ops import minhash
+from datakit.ops.fields import texts
+from datakit.ops.runner import OpOutput
+from datakit.schemas import Manifest
+from datakit.text import tokens_expr
+
+LEAK_SCHEMA = {
+    "train_index": pl.Int64, "train_id": pl.String, "eval_dataset": pl.String, "eval_index": pl.Int64,
+    "eval_id": pl.String, "overlap": pl.Float64, "method": pl.String, "eval_text": pl.String,
+}
+
+
+def default_field(kind: str) -> str:
+    """Leaks can sit in any turn: compare whole conversations unless told otherwise."""
+    return {"cpt": "text", "probes": "full"}.get(kind, "conversation")
+
+
+def _docs(m: Manifest, df: pl.DataFrame, field: str) -> pl.DataFrame:
+    f = default_field(m.kind) if field == "auto" else field
+    return df.select(pl.col("id"), pl.lit(texts(m.kind, df, f)).str.to_lowercase().alias("text")).with_columns(
+        tokens=tokens_expr(pl.col("text")))
+
+
+def _window_hashes(tokens: pl.Series, w: int, only: np.ndarray | None = None) -> pl.DataFrame:
+    """(doc, hash) for every distinct w-token window of each document (or of the `only` documents)."""
+    sh = minhash.shingle_hashes(tokens, w)
+    doc = np.repeat(np.arange(len(sh.offsets) - 1), sh.sizes)
+    out = pl.DataFrame({"doc": doc, "h": sh.hashes})
+    return out.filter(pl.col("doc").is_in(pl.Series(only).implode())) if only is not None else out
+
+
+def _ngram_leaks(train: pl.DataFrame, evals: pl.DataFrame, ngram: int, min_tokens: int) -> pl.DataFrame:
+    """(train doc, eval doc, matched n-grams / eval n-grams) for every overlapping pair."""
+    lengths = evals["tokens"].list.len().to_numpy()
+    found = []
+    sizes = sorted({ngram} | {int(n) for n in lengths if min_tokens <= n < ngram})
+    for w in sizes:
+        eligible = np.flatnonzero(lengths >= ngram) if w == ngram else np.flatnonzero(lengths == w)
+        if len(eligible) == 0:
+            continue
+        ev = _window_hashes(evals["tokens"], w, eligible).rename({"doc": "eval"})
+        tr = _window_hashes(train["tokens"], w).rename({"doc": "train"})
+        total = ev.group_by("eval").len("eval_ngrams")
+        hits = tr.join(ev, on="h").group_by(["train", "eval"]).len("matched")
+        found.append(hits.join(total, on="eval").select(
+            "train", "eval", (pl.col("matched") / pl.col("eval_ngrams")).alias("overlap")))
+    short = np.flatnonzero((lengths < min_tokens) & (lengths > 0))
+    if len(short):  # too short for n-grams: only a row that is the item itself counts
+        ev = evals.with_row_index("eval").filter(pl.col("eval").is_in(pl.Series(short).implode()))
+        tr = train.with_row_index("train")
+        exact = tr.join(ev, on="text").select(pl.col("train").cast(pl.Int64), pl.col("eval").cast(pl.Int64), pl.lit(1.0).alias("overlap"))
+        found.append(exact)
+    if not found:
+        return pl.DataFrame(schema={"train": pl.Int64, "eval": pl.Int64, "overlap": pl.Float64})
+    return pl.concat([f.cast({"train": pl.Int64, "eval": pl.Int64}) for f in found]).group_by(["train", "eval"]).agg(pl.col("overlap").max())
+
+
+def _near_leaks(train: pl.DataFrame, evals: pl.DataFrame, *, threshold: float, num_perm: int, ngram: int) -> pl.DataFrame:
+    both = pl.concat([train["tokens"], evals["tokens"]])
+    sh = minhash.shingle_hashes(both, ngram)
+    bands, rows = minhash.lsh_params(threshold, num_perm)
+    cand = minhash.candidate_pairs(minhash.signatures(sh, num_perm), bands, rows)
+    n = train.height
+    cross = cand[(cand[:, 0] < n) & (cand[:, 1] >= n)]
+    sims = minhash.jaccard(sh, cross)
+    ok = sims >= threshold
+    return pl.DataFrame({"train": cross[ok, 0], "eval": cross[ok, 1] - n, "overlap": sims[ok]})
+
+
+def decontam(
+    train: tuple[Manifest, pl.DataFrame], evals: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto",
+    eval_field: str = "auto", method: Literal["ngram", "near"] = "ngram", ngram: int = 13, min_tokens: int = 8,
+    threshold: float = 0.8, num_perm: int = 128,
+) -> OpOutput:
+    if method not in ("ngram", "near"):
+        raise DatakitError(f"--method {method}: use ngram or near")
+    tm, tdf = train
+    tr = _docs(tm, tdf, field)
+    leaks, per_eval = [], {}
+    for em, edf in evals:
+        ev = _docs(em, edf, eval_field)
+        if method == "ngram":
+            hits = _ngram_leaks(tr, ev, ngram, min_tokens)
+        else:
+            hits = _near_leaks(tr, ev, threshold=threshold, num_perm=num_perm, ngram=min(ngram, 5))
+        per_eval[em.ref] = {"items": ev.height, "items_leaked": hits["eval"].n_unique(),
+                            "short_items_exact_only": int((ev["tokens"].list.len() < min_tokens).sum())}
+        leaks.append(hits.join(tr.select(pl.col("id").alias("train_id")).with_row_index("train").cast({"train": pl.Int64}), on="train")
+                     .join(ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
+                           .with_row_index("eval").cast({"eval": pl.Int64}), on="eval")
+                     .select(pl.col("train").alias("train_index"), "train_id", pl.lit(em.ref).alias("eval_dataset"),
+                             pl.col("eval").alias("eval_index"), "eval_id", "overlap", pl.lit(method).alias("method"), "eval_text"))
+    report = pl.concat(leaks).cast(LEAK_SCHEMA).sort(["train_index", "eval_dataset", "eval_index"]) if leaks else pl.DataFrame(schema=LEAK_SCHEMA)  # type: ignore[arg-type]
+    drop = np.unique(report["train_index"].to_numpy())
+    mask = np.ones(tdf.height, dtype=bool)
+    mask[drop] = False
+    stats: dict[str, Any] = {
+        "rows_in": tdf.height, "rows_out": int(mask.sum()), "removed": len(drop), "method": method,
+        "ngram": ngram, "min_tokens": min_tokens, "field": field, "against": per_eval,
+        "eval_items_leaked": sum(v["items_leaked"] for v in per_eval.values()),
+    }
+    if method == "near":
+        stats["threshold"] = threshold
+    return OpOutput(tdf.filter(pl.Series(mask)), stats, {"leaks.parquet": report}, rows_unchanged=True)

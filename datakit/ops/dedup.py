@@ -1,0 +1,139 @@
+"""Exact and near-duplicate removal across one or several datasets.
+
+Exact: rows whose normalized, lowercased text is equal. Near: MinHash LSH candidates whose
+exact shingle Jaccard reaches the threshold, clustered transitively. In every cluster one row
+is kept (identity rows first, then the keep policy) and each removed row is reported with the
+row it duplicates and their similarity. Rows in = kept + removed, per input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from datakit.errors import DatakitError
+from datakit.ops import minhash
+from datakit.ops.fields import texts
+from datakit.ops.runner import OpOutput
+from datakit.schemas import Manifest
+from datakit.text import tokens_expr
+
+Keep = Literal["first", "longest", "score"]
+REPORT_SCHEMA = {
+    "removed_dataset": pl.String, "removed_index": pl.Int64, "removed_id": pl.String,
+    "kept_dataset": pl.String, "kept_index": pl.Int64, "kept_id": pl.String,
+    "similarity": pl.Float64, "method": pl.String,
+}
+S_CURVE_POINTS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
+
+
+def _score(df: pl.DataFrame, score_field: str | None) -> pl.Expr:
+    if score_field is None:
+        return pl.lit(0.0)
+    if score_field.startswith("scores."):  # magpie rows keep scores as JSON
+        return pl.col("scores").str.json_path_match(f"$.{score_field[7:]}").cast(pl.Float64, strict=False).fill_null(-np.inf)
+    if score_field not in df.columns:
+        raise DatakitError(f"--score-field {score_field}: no such column; use one of {', '.join(df.columns)} or scores.<key>")
+    return pl.col(score_field).cast(pl.Float64, strict=False).fill_null(-np.inf)
+
+
+def _table(inputs: list[tuple[Manifest, pl.DataFrame]], field: str, keep: Keep, score_field: str | None,
+           priority: tuple[str, ...]) -> pl.DataFrame:
+    """One row per input row: where it is, its text, and its rank (lower is kept first)."""
+    parts = []
+    for src, (m, df) in enumerate(inputs):
+        parts.append(df.select(
+            pl.lit(src, pl.Int64).alias("_src"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_idx"),
+            pl.col("id").alias("_id"), pl.lit(texts(m.kind, df, field)).alias("_text"),
+            pl.lit(0 if m.kind in priority else 1, pl.Int64).alias("_prio"),
+            _score(df, score_field if keep == "score" else None).alias("_score"),
+        ))
+    t = pl.concat(parts).with_columns(_len=pl.col("_text").str.len_chars().cast(pl.Int64))
+    order = {"first": [], "longest": [pl.col("_len").neg()], "score": [pl.col("_score").neg()]}[keep]
+    t = t.sort([pl.col("_prio"), *order, pl.col("_src"), pl.col("_idx")])
+    return t.with_columns(_rank=pl.int_range(pl.len(), dtype=pl.Int64)).sort(["_src", "_idx"])
+
+
+def _exact(t: pl.DataFrame) -> pl.DataFrame:
+    """(removed rank, kept rank) for rows whose normalized lowercase text repeats."""
+    key = pl.col("_text").str.to_lowercase()
+    return (
+        t.with_columns(_kept=pl.col("_rank").min().over(key))
+        .filter(pl.col("_rank") != pl.col("_kept"))
+        .select(pl.col("_rank").alias("removed"), pl.col("_kept").alias("kept"), pl.lit(1.0).alias("similarity"))
+    )
+
+
+def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, ngram: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """(removed rank, kept rank, similarity) for near-duplicate clusters among rows in rank order."""
+    t = t.sort("_rank")
+    sh = minhash.shingle_hashes(t.select(tokens_expr(pl.col("_text"))).to_series(), ngram)
+    sig = minhash.signatures(sh, num_perm)
+    bands, rows = minhash.lsh_params(threshold, num_perm)
+    cand = minhash.candidate_pairs(sig, bands, rows)
+    sims = minhash.jaccard(sh, cand)
+    ok = cand[sims >= threshold]
+    root = minhash.connected(ok, t.height)  # positions are ranks order, so the root is the best-ranked row
+    removed = np.flatnonzero(root != np.arange(t.height))
+    kept = root[removed]
+    sim = minhash.jaccard(sh, np.stack([removed, kept], axis=1)) if len(removed) else np.zeros(0)
+    ranks = t["_rank"].to_numpy()
+    stats = {
+        "num_perm": num_perm, "ngram": ngram, "threshold": threshold, "bands": bands, "rows_per_band": rows,
+        "detection_probability_at_threshold": round(minhash.detection_probability(threshold, bands, rows), 4),
+        "s_curve": {str(s): round(minhash.detection_probability(s, bands, rows), 4) for s in S_CURVE_POINTS},
+        "candidate_pairs": int(len(cand)), "verified_pairs": int(len(ok)),
+        "false_candidates_dropped": int(len(cand) - len(ok)),
+    }
+    return pl.DataFrame({"removed": ranks[removed], "kept": ranks[kept], "similarity": sim}), stats
+
+
+def dedup(
+    inputs: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto", near: bool = False, threshold: float = 0.8,
+    num_perm: int = 128, ngram: int = 5, keep: Keep = "first", score_field: str | None = None,
+    priority: tuple[str, ...] = ("identity",),
+) -> list[OpOutput]:
+    """One output per input: its rows minus exact (and, with `near`, near) duplicates of earlier-ranked rows."""
+    if not 0 < threshold <= 1:
+        raise DatakitError(f"--threshold must be in (0, 1], got {threshold}")
+    t = _table(inputs, field, keep, score_field, priority)
+    exact = _exact(t).with_columns(method=pl.lit("exact"))
+    near_stats: dict[str, Any] = {}
+    pairs = exact
+    if near:
+        rest = t.filter(~pl.col("_rank").is_in(exact["removed"].implode()))
+        found, near_stats = _near(rest, threshold=threshold, num_perm=num_perm, ngram=ngram)
+        pairs = pl.concat([exact, found.with_columns(method=pl.lit("near"))])
+    refs = [m.ref for m, _ in inputs]
+    where = t.select("_rank", "_src", "_idx", "_id")
+    report = (
+        pairs.join(where.rename({"_rank": "removed"}), on="removed")
+        .join(where.rename({"_rank": "kept", "_src": "k_src", "_idx": "k_idx", "_id": "k_id"}), on="kept")
+        .select(
+            pl.col("_src").replace_strict(list(range(len(refs))), refs).alias("removed_dataset"),
+            pl.col("_idx").alias("removed_index"), pl.col("_id").alias("removed_id"),
+            pl.col("k_src").replace_strict(list(range(len(refs))), refs).alias("kept_dataset"),
+            pl.col("k_idx").alias("kept_index"), pl.col("k_id").alias("kept_id"), "similarity", "method",
+            pl.col("_src"),
+        )
+        .sort(["_src", "removed_index"])
+    )
+    outputs = []
+    for src, (m, df) in enumerate(inputs):
+        mine = report.filter(pl.col("_src") == src)
+        drop = mine["removed_index"].to_numpy()
+        mask = np.ones(df.height, dtype=bool)
+        mask[drop] = False
+        stats = {
+            "rows_in": df.height, "rows_out": int(mask.sum()), "removed": len(drop),
+            "removed_exact": int((mine["method"] == "exact").sum()), "removed_near": int((mine["method"] == "near").sum()),
+            "field": field, "keep": keep, "near": near, "inputs": refs,
+            "removed_into_other_datasets": int((mine["kept_dataset"] != m.ref).sum()),
+        }
+        if near:
+            stats["lsh"] = near_stats
+        outputs.append(OpOutput(df.filter(pl.Series(mask)), stats,
+                                {"clusters.parquet": mine.drop("_src").cast(REPORT_SCHEMA)}, rows_unchanged=True))  # type: ignore[arg-type]
+    return outputs

@@ -1,0 +1,28 @@
+"""Normalize every text field: NFC, whitespace, invisible characters (see `datakit.text.normalize`)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from datakit.ops.runner import OpOutput
+from datakit.schemas import Manifest
+from datakit.text import normalize_expr
+
+MESSAGE_LISTS = {"sft": ["messages"], "identity": ["messages"], "magpie": ["messages"],
+                 "preference": ["prompt", "chosen", "rejected"], "probes": ["messages"]}
+TEXTS = {"cpt": ["text"], "probes": ["prompt", "expect", "text"]}
+
+
+def _messages(col: str) -> pl.Expr:
+    el = pl.element()
+    return pl.col(col).list.eval(el.struct.with_fields(normalize_expr(el.struct.field("content")).alias("content")))
+
+
+def normalize(inp: tuple[Manifest, pl.DataFrame]) -> OpOutput:
+    m, df = inp
+    exprs = [_messages(c) for c in MESSAGE_LISTS.get(m.kind, [])] + [normalize_expr(pl.col(c)).alias(c) for c in TEXTS.get(m.kind, [])]
+    new = df.with_columns(exprs)
+    cols = MESSAGE_LISTS.get(m.kind, []) + TEXTS.get(m.kind, [])
+    changed = new.select(pl.any_horizontal([pl.col(c).ne_missing(df[c]) for c in cols])).to_series().sum() if cols else 0
+    stats = {"rows_in": df.height, "rows_out": new.height, "removed": 0, "rows_changed": int(changed)}
+    return OpOutput(new, stats)
