@@ -67,9 +67,17 @@ _NEEDS_WORK = (
 )
 
 
+# Every character below U+0300 is its own NFC form (combining marks start at U+0300).
+_MAY_COMPOSE = r"[^\x00-\u02FF]"
+
+
 def normalize_series(texts: pl.Series) -> pl.Series:
-    """`normalize` over a column, running the full pipeline only on rows that need more than NFC."""
-    nfc = texts.str.normalize("NFC")
+    """`normalize` over a column, doing only the work each row needs: the full pipeline where
+    some step would change it, NFC alone where only that can, nothing for plain Latin text."""
+    nfc = texts
+    composable = texts.str.contains(_MAY_COMPOSE).fill_null(False).arg_true()
+    if len(composable):
+        nfc = texts.clone().scatter(composable, texts.gather(composable).str.normalize("NFC"))
     todo = texts.str.contains(_NEEDS_WORK).fill_null(False).arg_true()
     if len(todo) == 0:
         return nfc
