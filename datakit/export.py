@@ -32,3 +32,41 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
                     f.write(orjson.dumps(rec) + b"\n")
     os.replace(tmp, out)
     return m, m.rows
+
+
+TRAINING_FORMATS = ("mlx", "hf")
+
+
+def training_records(kind: str, df: pl.DataFrame) -> list[dict]:
+    """Rows in the trainers' column conventions (TRL and mlx-lm): text | messages | prompt/chosen/rejected."""
+    keep = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected")}.get(kind, ("messages", "tools"))
+    return [{k: r[k] for k in keep if k in r} for r in frame_to_records(kind, df)]
+
+
+def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
+    """Write train/valid/test from the version's `split` column (all rows to train when unsplit).
+
+    mlx: `train.jsonl`, `valid.jsonl`, `test.jsonl` as mlx-lm reads them; hf: a `datasets`
+    DatasetDict saved with `save_to_disk`. Returns rows per split.
+    """
+    if fmt not in TRAINING_FORMATS:
+        raise DatakitError(f"unknown training format {fmt!r}; use one of {', '.join(TRAINING_FORMATS)}")
+    m = reg.resolve(ref)
+    df = reg.load(m)
+    split_col = df["split"].fill_null("train") if "split" in df.columns else pl.Series(["train"] * df.height)
+    parts = {s: training_records(m.kind, df.filter(split_col == s)) for s in ("train", "valid", "test")}
+    counts = {s: len(rows) for s, rows in parts.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "mlx":
+        for s, rows in parts.items():
+            path = out / f"{s}.jsonl"
+            if rows:
+                path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            elif path.exists():
+                path.unlink()
+    else:
+        import datasets
+
+        dd = datasets.DatasetDict({s: datasets.Dataset.from_list(rows) for s, rows in parts.items() if rows})
+        dd.save_to_disk(str(out))
+    return {"ref": m.ref, "kind": m.kind, "format": fmt, "rows": counts, "content_hash": m.content_hash}

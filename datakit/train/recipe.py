@@ -1,0 +1,116 @@
+"""Training recipes: one YAML per experiment, loaded into typed models, every error reported at once.
+
+    datakit train recipes/acme-sft.yaml [--dry-run]
+A recipe runs its `stages` in order (cpt -> sft -> dpo); each stage starts from the adapter the
+previous stage produced unless it names another `resume_adapter`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from datakit.errors import DatakitError
+from datakit.schemas import check_name
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSpec(_Spec):
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_PROJECTIONS),
+                                      description="projection names; FIELD_NOTES 4: all attention and MLP projections")
+    num_layers: int | None = Field(None, ge=1, description="adapt only the last N decoder layers; omit for all")
+    qlora: bool = Field(False, description="4-bit base weights (HF needs bitsandbytes and a GPU; MLX a quantized model)")
+
+
+class EarlyStopping(_Spec):
+    patience: int = Field(3, ge=1, description="validation reports without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest drop in validation loss that counts as improvement")
+
+
+class TrainSpec(_Spec):
+    iters: int | None = Field(None, ge=1, description="optimizer steps; give iters or epochs")
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup: float = Field(0.03, ge=0, lt=1, description="fraction of steps spent warming up")
+    max_seq_len: int = Field(1024, ge=8)
+    eval_every: int = Field(20, ge=1, description="steps between validation-loss reports")
+    save_every: int = Field(50, ge=1, description="steps between checkpoints")
+    keep_last: int = Field(2, ge=1, description="checkpoints kept (the best by validation loss is kept too)")
+    early_stopping: EarlyStopping | None = None
+    packing: bool = Field(False, description="pack short rows into full sequences (HF backend)")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature")
+    train_embeddings: bool = Field(False, description=(
+        "also train embedding and output rows (needed when the end-of-turn token was never trained; LoRA alone cannot)"))
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSpec:
+        if (self.iters is None) == (self.epochs is None):
+            raise ValueError("give exactly one of iters or epochs")
+        return self
+
+
+class StageSpec(_Spec):
+    stage: Literal["cpt", "sft", "dpo"]
+    data: str = Field(description="registry ref (name@v2) or a mixture YAML path")
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    train: TrainSpec
+    resume_adapter: str | None = Field(None, description=(
+        "adapter folder to start from; omitted: the previous stage's adapter (none for the first stage)"))
+
+
+class RecipeSpec(_Spec):
+    name: str = Field(description="run folders go to <output_dir>/<name>/<run-id>/")
+    backend: Literal["mlx", "hf"]
+    base_model: str = Field(description="local model folder (or a hub id already in the local cache)")
+    seed: int = 0
+    output_dir: str = "runs"
+    trust_remote_code: bool = Field(False, description="never on unless you turn it on")
+    stages: list[StageSpec] = Field(min_length=1)
+
+    _name = field_validator("name")(check_name)
+
+    @model_validator(mode="after")
+    def _order(self) -> RecipeSpec:
+        rank = {"cpt": 0, "sft": 1, "dpo": 2}
+        order = [rank[s.stage] for s in self.stages]
+        if order != sorted(order):
+            raise ValueError(f"stages run cpt -> sft -> dpo; got {' -> '.join(s.stage for s in self.stages)}")
+        return self
+
+
+def _format(e: ValidationError, path: Path) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return f"{path}: {len(lines)} problem(s) in the recipe:\n" + "\n".join(lines)
+
+
+def load_recipe(path: Path) -> RecipeSpec:
+    """YAML into a RecipeSpec; every problem in one message that names the file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatakitError(f"{path}: no such recipe file") from None
+    except yaml.YAMLError as e:
+        raise DatakitError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise DatakitError(f"{path}: a recipe is a mapping with name, backend, base_model and stages")
+    try:
+        return RecipeSpec.model_validate(raw)
+    except ValidationError as e:
+        raise DatakitError(_format(e, path)) from None
