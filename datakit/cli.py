@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from datakit import cli_ops, cli_registry  # noqa: F401  (they register their commands)
 from datakit.cli_common import JsonOpt, app, byte_progress, emit_json, err, out, reg
 from datakit.errors import DatakitError
 
@@ -47,14 +46,40 @@ def ingest(
 @app.command()
 def export(
     ref: Annotated[str, typer.Argument(help="Dataset ref: name, name@v2, name@TAG or name@HASH.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")],
-    out_path: Annotated[Path, typer.Option("--out", help="Output file.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl, parquet) or folder (mlx, hf).")],
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Model folder whose tokenizer preflights the rows.")] = None,
+    max_seq_len: Annotated[int, typer.Option(help="Length the preflight counts truncation against.")] = 1024,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Write a version's rows, in order, in its kind's record format."""
-    from datakit.export import export_rows
+    """Write a version's rows: plain (jsonl, parquet) or as training splits for mlx-lm or TRL."""
+    from datakit.export import PLAIN_FORMATS, export_rows, export_training
 
-    m, n = export_rows(reg(), ref, fmt, out_path)
-    out.print(f"wrote {n} rows of {m.ref} to {out_path}")
+    if fmt in PLAIN_FORMATS:
+        m, n = export_rows(reg(), ref, fmt, out_path)
+        info = {"ref": m.ref, "format": fmt, "rows": n}
+    else:
+        info = export_training(reg(), ref, fmt, out_path)
+    if tokenizer is not None:
+        info["preflight"] = _export_preflight(ref, tokenizer, max_seq_len, "mlx" if fmt == "mlx" else "hf")
+    if as_json:
+        emit_json(info)
+        return
+    out.print(f"wrote {info['rows']} rows of {info['ref']} as {fmt} to {out_path}")
+    if "preflight" in info:
+        out.print(info["preflight"]["text"])
+    if "preflight" in info and not info["preflight"]["ok"]:
+        raise typer.Exit(1)
+
+
+def _export_preflight(ref: str, model_dir: Path, max_seq_len: int, backend: str) -> dict:
+    from datakit.export import training_records
+    from datakit.train import preflight as pf
+
+    r = reg()
+    m = r.resolve(ref)
+    report = pf.preflight(model_dir, m.kind, training_records(m.kind, r.load(m)), max_seq_len=max_seq_len, backend=backend)
+    return {"ok": report.ok, "report": report.model_dump(mode="json"), "text": pf.format_report(report)}
 
 
 @app.command()
@@ -66,6 +91,10 @@ def demo(
 
     run_demo(reg(), data, out)
     cli_registry.registry_ls(as_json=False)
+
+
+# imported after the commands above so `datakit --help` lists ingest and export first
+from datakit import cli_ops, cli_registry, cli_train  # noqa: E402,F401  (they register their commands)
 
 
 def main() -> None:

@@ -1,0 +1,34 @@
+"""`datakit train RECIPE.yaml [--dry-run]`: the hand-off from registry versions to a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from datakit.cli_common import JsonOpt, app, emit_json, out, reg
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Training recipe YAML (schemas/recipe.schema.json).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and print the plan; train nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
+    from datakit.train.recipe import load_recipe
+    from datakit.train.runner import run
+
+    spec = load_recipe(recipe)
+    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run)
+    if as_json:
+        emit_json({"plan": p.model_dump(mode="json"), "results": results})
+        return
+    out.print(f"{'plan' if dry_run else 'run'} [bold]{spec.name}[/] on {spec.backend}: {p.run_dir}")
+    for s in p.stages:
+        src = f" from {s.adapter_in}" if s.adapter_in else ""
+        out.print(f"  {s.index + 1}. {s.stage:4} {s.data_ref} ({s.data_hash[:12]}) rows {s.rows}{src}")
+    for r in results:
+        early = " (stopped early)" if r["stopped_early"] else ""
+        out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {r['best_val_loss']} at step {r['best_step']}{early} -> {r['adapter']}")

@@ -1,0 +1,185 @@
+"""`datakit train RECIPE.yaml`: resolve data and model, lay out the run folder, run each stage.
+
+    runs/<name>/<run-id>/recipe.yaml        the resolved recipe (refs pinned to name@vN)
+    runs/<name>/<run-id>/lineage.json       data hashes, base model fingerprint, library versions, seed
+    runs/<name>/<run-id>/<i>-<stage>/       data/ (exported), preflight.json, metrics.jsonl, adapter/, checkpoints/
+Each stage starts from the previous stage's adapter unless it names its own `resume_adapter`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from datakit import __version__
+from datakit.errors import DatakitError
+from datakit.registry import Registry
+from datakit.schemas import Manifest
+from datakit.tiny import model_fingerprint
+from datakit.train.recipe import RecipeSpec, StageSpec
+
+BACKEND_PACKAGES = {"mlx": ["mlx", "mlx-lm"], "hf": ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]}
+STAGE_KINDS = {"cpt": ("cpt",), "sft": ("sft", "identity", "magpie"), "dpo": ("preference",)}
+
+
+class StagePlan(BaseModel):
+    index: int
+    stage: str
+    data_ref: str
+    data_hash: str
+    kind: str
+    rows: dict[str, int]
+    dir: str
+    adapter_in: str | None
+
+
+class RunPlan(BaseModel):
+    recipe: RecipeSpec
+    run_dir: str
+    base_model: str
+    stages: list[StagePlan]
+    problems: list[str]
+
+
+def _versions(backend: str) -> dict[str, str]:
+    out = {"python": platform.python_version(), "datakit": __version__}
+    for pkg in BACKEND_PACKAGES[backend]:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def _data(reg: Registry, spec: StageSpec, recipe_dir: Path) -> Manifest:
+    """A registry ref, or a mixture YAML (mixed into the registry first, so the run can name its version)."""
+    if spec.data.endswith((".yaml", ".yml")):
+        from datakit.ops.mix import run_mix
+
+        path = Path(spec.data) if Path(spec.data).is_absolute() else recipe_dir / spec.data
+        return run_mix(reg, path).manifest
+    return reg.resolve(spec.data)
+
+
+def _split_rows(reg: Registry, m: Manifest) -> dict[str, int]:
+    import polars as pl
+
+    df = reg.scan(m).select(pl.col("split").fill_null("train")).collect() if "split" in reg.scan(m).collect_schema() else None
+    if df is None:
+        return {"train": m.rows, "valid": 0, "test": 0}
+    counts = dict(df.group_by("split").len().iter_rows())
+    return {s: int(counts.get(s, 0)) for s in ("train", "valid", "test")}
+
+
+def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | None = None) -> RunPlan:
+    """Check everything that can be checked without training; problems are listed, not raised one by one."""
+    problems: list[str] = []
+    base = Path(recipe.base_model).expanduser()
+    if not base.is_dir():
+        problems.append(f"base_model {recipe.base_model}: no such folder (hub ids must be in the local cache as a folder path)")
+    stages, prev_dir = [], None
+    rid = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(recipe.output_dir) / recipe.name / rid
+    for i, st in enumerate(recipe.stages):
+        try:
+            m = _data(reg, st, recipe_dir)
+        except DatakitError as e:
+            problems.append(f"stages.{i}.data: {e}")
+            continue
+        if m.kind not in STAGE_KINDS[st.stage]:
+            problems.append(f"stages.{i}: a {st.stage} stage needs {'/'.join(STAGE_KINDS[st.stage])} data; {m.ref} is {m.kind}")
+        rows = _split_rows(reg, m)
+        if st.train.early_stopping and rows["valid"] == 0:
+            problems.append(f"stages.{i}: early stopping needs a validation split; {m.ref} has none "
+                            f"(run: datakit split {m.ref} --valid 0.1 --name {m.name}-split)")
+        if rows["train"] < st.train.batch_size:
+            problems.append(f"stages.{i}: {m.ref} has {rows['train']} training rows, fewer than batch_size={st.train.batch_size}")
+        stage_dir = run_dir / f"{i + 1}-{st.stage}"
+        adapter_in = st.resume_adapter or (str(prev_dir / "adapter") if prev_dir else None)
+        if st.resume_adapter and not Path(st.resume_adapter).is_dir():
+            problems.append(f"stages.{i}.resume_adapter {st.resume_adapter}: no such adapter folder")
+        stages.append(StagePlan(index=i, stage=st.stage, data_ref=m.ref, data_hash=m.content_hash, kind=m.kind,
+                                rows=rows, dir=str(stage_dir), adapter_in=adapter_in))
+        prev_dir = stage_dir
+    return RunPlan(recipe=recipe, run_dir=str(run_dir), base_model=str(base), stages=stages, problems=problems)
+
+
+def _backend(name: str) -> Any:
+    try:
+        return importlib.import_module(f"datakit.train.{name}_backend")
+    except ImportError as e:
+        raise DatakitError(f"backend {name} needs its extra: pip install 'datakit[{name}]' ({e})") from None
+
+
+def _write_lineage(p: RunPlan, reg: Registry) -> None:
+    run_dir = Path(p.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pinned = p.recipe.model_copy(deep=True)
+    for st, sp in zip(pinned.stages, p.stages):
+        st.data = sp.data_ref
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(pinned.model_dump(mode="json"), sort_keys=False))
+    lineage = {
+        "recipe": p.recipe.name, "run_dir": p.run_dir, "backend": p.recipe.backend, "seed": p.recipe.seed,
+        "registry": str(reg.root),
+        "data": [{"stage": s.stage, "ref": s.data_ref, "content_hash": s.data_hash, "rows": s.rows} for s in p.stages],
+        "base_model": {"path": p.base_model, "fingerprint": model_fingerprint(Path(p.base_model))},
+        "versions": _versions(p.recipe.backend),
+        "recipe_hash": hashlib.sha256(json.dumps(pinned.model_dump(mode="json"), sort_keys=True).encode()).hexdigest(),
+        "created": datetime.now(timezone.utc).isoformat(),
+    }
+    (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=2))
+
+
+def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = False,
+        run_id: str | None = None) -> tuple[RunPlan, list[dict[str, Any]]]:
+    """Plan, then (unless dry_run) export, preflight and train every stage in order."""
+    from datakit.export import export_training
+    from datakit.train.job import StageJob
+
+    p = plan(reg, recipe, recipe_dir=recipe_dir, run_id=run_id)
+    if p.problems:
+        raise DatakitError(f"recipe {recipe.name}: {len(p.problems)} problem(s):\n" + "\n".join(f"  {x}" for x in p.problems))
+    if dry_run:
+        return p, []
+    backend = _backend(recipe.backend)
+    _write_lineage(p, reg)
+    results = []
+    for sp, st in zip(p.stages, recipe.stages):
+        stage_dir = Path(sp.dir)
+        data_dir = stage_dir / "data"
+        export_training(reg, sp.data_ref, recipe.backend, data_dir)
+        _preflight(Path(p.base_model), sp, st, recipe.backend, reg, stage_dir)
+        job = StageJob(stage=st, base_model=Path(p.base_model), data_dir=data_dir, out_dir=stage_dir,
+                       adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed)
+        res = backend.run_stage(job)
+        summary = {"stage": sp.stage, "dir": sp.dir, "adapter": str(res.adapter_dir), "steps": res.steps,
+                   "best_val_loss": res.best_val_loss, "best_step": res.best_step, "stopped_early": res.stopped_early,
+                   "resumed_from_step": res.resumed_from_step, "tokens_per_s": res.tokens_per_s, **res.extra}
+        (stage_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
+        results.append(summary)
+    return p, results
+
+
+def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Registry, stage_dir: Path) -> None:
+    """Refuse to train on data or a model that would fail deep inside loading or teach the model not to stop."""
+    try:
+        from datakit.train import preflight as pf
+    except ImportError:  # preflight lands separately; training still records that it did not run
+        (stage_dir / "preflight.json").write_text(json.dumps({"ran": False}))
+        return
+    from datakit.export import training_records
+
+    rows = training_records(sp.kind, reg.load(sp.data_ref))
+    report = pf.preflight(base, sp.kind, rows, max_seq_len=st.train.max_seq_len, backend=backend)
+    (stage_dir / "preflight.json").write_text(report.model_dump_json(indent=2))
+    if not report.ok:
+        raise DatakitError(f"preflight failed for stage {sp.index + 1} ({sp.stage}):\n{pf.format_report(report)}")
