@@ -164,6 +164,8 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         summary = {"stage": sp.stage, "dir": sp.dir, "adapter": str(res.adapter_dir), "steps": res.steps,
                    "best_val_loss": res.best_val_loss, "best_step": res.best_step, "stopped_early": res.stopped_early,
                    "resumed_from_step": res.resumed_from_step, "tokens_per_s": res.tokens_per_s, **res.extra}
+        if sp.stage != "cpt":  # does the tuned model stop on its end-of-turn token?
+            summary["stop_check"] = _stop_check(recipe.backend, Path(p.base_model), res.adapter_dir, data_dir, stage_dir)
         (stage_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
         results.append(summary)
     return p, results
@@ -183,3 +185,26 @@ def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Regi
     (stage_dir / "preflight.json").write_text(report.model_dump_json(indent=2))
     if not report.ok:
         raise DatakitError(f"preflight failed for stage {sp.index + 1} ({sp.stage}):\n{pf.format_report(report)}")
+
+
+def _stop_check(backend: str, base: Path, adapter: Path, data_dir: Path, stage_dir: Path) -> dict[str, Any]:
+    from datakit.train import stopcheck
+
+    rows = _export_rows(backend, data_dir)
+    report = stopcheck.check(backend, base, adapter, rows)
+    (stage_dir / "stopcheck.json").write_text(report.model_dump_json(indent=2))
+    return {"prompts": report.prompts, "stopped": report.stopped, "stop_token": report.stop_token}
+
+
+def _export_rows(backend: str, data_dir: Path) -> list[dict[str, Any]]:
+    """Validation rows (else training rows) back from the exported stage data."""
+    if backend == "mlx":
+        for name in ("valid.jsonl", "train.jsonl"):
+            if (data_dir / name).exists():
+                return [json.loads(x) for x in (data_dir / name).read_text().splitlines()[:16]]
+        return []
+    import datasets
+
+    dd = datasets.load_from_disk(str(data_dir))
+    split = "valid" if "valid" in dd else "train"
+    return dd[split].select(range(min(16, len(dd[split])))).to_list()
