@@ -85,3 +85,36 @@ def test_example_recipes_load(tmp_path):
     for p in sorted(RECIPES.glob("*.yaml")):
         spec = load_recipe(p)
         assert spec.stages and spec.name
+
+
+def test_export_for_mlx_and_hf_writes_splits_and_preflights_with_a_tokenizer(cli, tmp_path, external):
+    from datakit.tiny import build_llama
+
+    model = build_llama(tmp_path / "model")
+    cli("ingest", str(external / "identity.json"), "--name", "idn", "--kind", "sft")
+    cli("split", "idn", "--valid", "0.2", "--name", "idn-split")
+    p = cli("export", "idn-split", "--format", "mlx", "--out", str(tmp_path / "mlx"), "--tokenizer", str(model),
+            "--max-seq-len", "16", "--json", check_json=True)
+    assert p.returncode == 0, p.stderr
+    assert p.json["rows"]["train"] + p.json["rows"]["valid"] == 91 and p.json["rows"]["valid"] > 0
+    assert (tmp_path / "mlx" / "train.jsonl").exists() and (tmp_path / "mlx" / "valid.jsonl").exists()
+    assert not (tmp_path / "mlx" / "test.jsonl").exists()
+    pre = p.json["preflight"]
+    assert pre["ok"] and pre["report"]["stats"]["over_max_seq_len"] > 0 and "max_seq_len=16" in pre["text"]
+    hf = cli("export", "idn-split", "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert hf.returncode == 0
+    import datasets
+
+    dd = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert set(dd) == {"train", "valid"} and dd["train"].column_names == ["messages"]
+
+
+def test_export_preflight_fails_on_a_template_without_end_of_turn(cli, tmp_path, external):
+    from datakit.tiny import build_llama
+
+    model = build_llama(tmp_path / "model")
+    (model / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    cli("ingest", str(external / "identity.json"), "--name", "idn", "--kind", "sft")
+    p = cli("export", "idn", "--format", "mlx", "--out", str(tmp_path / "mlx"), "--tokenizer", str(model))
+    assert p.returncode == 1 and "FAILED" in p.stdout
