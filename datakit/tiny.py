@@ -52,8 +52,12 @@ def train_tokenizer(out_dir: Path, texts: Iterable[str] = DEFAULT_CORPUS, *, voc
 
 def build_llama(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
                 intermediate: int = 128, max_positions: int = 512, seed: int = 0,
-                texts: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 384) -> Path:
-    """A randomly initialized Llama with its tokenizer in one folder, as a hub checkpoint looks."""
+                texts: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 384, head_scale: float = 10.0) -> Path:
+    """A randomly initialized Llama with its tokenizer in one folder, as a hub checkpoint looks.
+
+    The output head is scaled by `head_scale`: a random head gives near-uniform logits that LoRA
+    inside the layers cannot sharpen (the final RMSNorm bounds the hidden state); a trained head can.
+    """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -67,6 +71,8 @@ def build_llama(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int 
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(head_scale)
     model.generation_config = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad, do_sample=False)
     model.save_pretrained(out_dir, safe_serialization=True)
     return out_dir

@@ -8,10 +8,12 @@ Each stage starts from the previous stage's adapter unless it names its own `res
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import platform
+import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -160,7 +162,8 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         _preflight(Path(p.base_model), sp, st, recipe.backend, reg, stage_dir)
         job = StageJob(stage=st, base_model=Path(p.base_model), data_dir=data_dir, out_dir=stage_dir,
                        adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed)
-        res = backend.run_stage(job)
+        with contextlib.redirect_stdout(sys.stderr):  # engines print progress; stdout stays for results (--json)
+            res = backend.run_stage(job)
         summary = {"stage": sp.stage, "dir": sp.dir, "adapter": str(res.adapter_dir), "steps": res.steps,
                    "best_val_loss": res.best_val_loss, "best_step": res.best_step, "stopped_early": res.stopped_early,
                    "resumed_from_step": res.resumed_from_step, "tokens_per_s": res.tokens_per_s, **res.extra}

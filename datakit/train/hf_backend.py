@@ -1,0 +1,344 @@
+"""Hugging Face backend: one stage (cpt, sft, dpo) with TRL's trainers as engines, LoRA via peft.
+
+    python -m datakit.train.hf_backend --job JOB.json                       # one process
+    torchrun --nproc_per_node 2 -m datakit.train.hf_backend --job JOB.json  # data parallel
+
+Data arrives in shape (TRL's `text` / `messages` / `prompt`,`chosen`,`rejected`). What TRL does not
+do for us is done here, before the trainer sees the data: SFT labels are masked to the assistant
+turns (our ChatML template has no {% generation %} markers), rows longer than max_seq_len are
+counted (TRL truncates silently), an adapter to continue is checked before loading, and the best
+adapter by validation loss is kept. torch, transformers, trl and peft are imported lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+from datakit.train.job import StageJob, StageResult
+from datakit.train.recipe import StageSpec
+
+log = logging.getLogger(__name__)
+COLUMNS = {"cpt": ["text"], "sft": ["messages"], "dpo": ["prompt", "chosen", "rejected"]}
+INSTALL = "pip install 'datakit[hf]' (torch, transformers, trl, peft, datasets)"
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def load_splits(job: StageJob) -> tuple[Any, Any | None]:
+    """train and valid (None when the export has no valid rows) from the DatasetDict on disk."""
+    import datasets
+
+    try:
+        dd = datasets.load_from_disk(str(job.data_dir))
+    except FileNotFoundError:
+        raise DatakitError(f"{job.data_dir}: no datasets DatasetDict here; export with `--format hf`") from None
+    if "train" not in dd:
+        raise DatakitError(f"{job.data_dir}: no 'train' split (found {sorted(dd)}); the export wrote no train rows")
+    missing = [c for c in COLUMNS[job.stage.stage] if c not in dd["train"].column_names]
+    if missing:
+        raise DatakitError(f"{job.data_dir}: stage {job.stage.stage} needs columns {COLUMNS[job.stage.stage]}, "
+                           f"missing {missing} (have {dd['train'].column_names}); export a {job.stage.stage} dataset")
+    return dd["train"], dd.get("valid")
+
+
+def assistant_labels(tok: Any, messages: list[dict]) -> dict[str, list[int]]:
+    """input_ids of the rendered chat and labels that keep only assistant turns, each through its end token.
+
+    Spans come from rendering prefixes with the template itself, so any template whose prefix renders
+    as a prefix works; tokens are mapped to spans by character offsets.
+    """
+    text = tok.apply_chat_template(messages, tokenize=False)
+    end_token = tok.eos_token or ""
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = len(tok.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+        through = tok.apply_chat_template(messages[: i + 1], tokenize=False)
+        stop = len(through)
+        if not text.startswith(through):
+            raise DatakitError(f"message {i}: the chat template renders a prefix of the conversation differently "
+                               "from the whole, so assistant turns cannot be located; use a prefix-stable template")
+        at = text.find(end_token, start, stop) if end_token else -1
+        spans.append((start, at + len(end_token) if at >= 0 else stop))  # through the end-of-turn token, no further
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = [tid if any(s < b and e > a for a, b in spans) else -100
+              for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])]
+    return {"input_ids": enc["input_ids"], "labels": labels}
+
+
+def _lengths(stage: str, tok: Any, row: dict) -> int:
+    if stage == "cpt":
+        return len(tok(row["text"])["input_ids"]) + 1  # TRL appends the eos token
+    if stage == "sft":
+        return len(row["input_ids"])
+    return max(len(tok.apply_chat_template(row["prompt"] + row[k], tokenize=True, return_dict=True)["input_ids"])
+               for k in ("chosen", "rejected"))
+
+
+def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, int]:
+    """The split as the engine takes it, and how many rows are longer than max_seq_len (TRL cuts them)."""
+    stage = job.stage.stage
+    if stage == "sft":
+        ds = ds.map(lambda r: assistant_labels(tok, r["messages"]), remove_columns=ds.column_names)
+    else:
+        ds = ds.select_columns(COLUMNS[stage])
+    long_rows = sum(_lengths(stage, tok, r) > job.stage.train.max_seq_len for r in ds)
+    return ds, long_rows
+
+
+# ---- model ------------------------------------------------------------------------------------
+
+def lora_config(spec: StageSpec, num_layers: int) -> Any:
+    """peft LoraConfig from the recipe; train_embeddings trains full copies of embed_tokens and lm_head."""
+    from peft import LoraConfig
+
+    lora = spec.lora
+    layers = None
+    if lora.num_layers is not None:
+        if lora.num_layers > num_layers:
+            raise DatakitError(f"lora.num_layers={lora.num_layers} but the model has {num_layers} decoder layers; "
+                               f"set lora.num_layers to at most {num_layers} or omit it")
+        layers = list(range(num_layers - lora.num_layers, num_layers))
+    return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+                      layers_to_transform=layers, task_type="CAUSAL_LM", bias="none",
+                      modules_to_save=["embed_tokens", "lm_head"] if spec.train.train_embeddings else None)
+
+
+def check_adapter(adapter: Path, model: Any, job: StageJob) -> None:
+    """Refuse an adapter that cannot continue on this model with this stage's LoRA settings."""
+    from datakit.tiny import model_fingerprint
+
+    path = adapter / "adapter_config.json"
+    if not path.is_file():
+        raise DatakitError(f"{adapter}: not a peft adapter folder (no adapter_config.json); point resume_adapter "
+                           "at a stage's adapter/ folder")
+    cfg = json.loads(path.read_text())
+    where = f"adapter {adapter}"
+    if cfg.get("peft_type") != "LORA":
+        raise DatakitError(f"{where}: peft_type is {cfg.get('peft_type')!r}, only LORA adapters continue here")
+    if cfg.get("r") != job.stage.lora.rank:
+        raise DatakitError(f"{where}: rank r={cfg.get('r')} but stage {job.stage.stage} asks lora.rank="
+                           f"{job.stage.lora.rank}; set lora.rank: {cfg.get('r')} or start a fresh adapter")
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = cfg.get("target_modules") or []
+    if isinstance(targets, list) and not set(targets) <= names:
+        raise DatakitError(f"{where}: target modules {sorted(set(targets) - names)} do not exist in {job.base_model}; "
+                           "the adapter was trained on another architecture")
+    base = Path(cfg.get("base_model_name_or_path") or "")
+    if str(base) and (base / "config.json").is_file():
+        if model_fingerprint(base).get("config.json") != model_fingerprint(job.base_model).get("config.json"):
+            raise DatakitError(f"{where}: trained on {base}, whose config.json differs from base_model "
+                               f"{job.base_model}; continue on the base model the adapter was trained on")
+
+
+def load_policy(job: StageJob) -> tuple[Any, Any, Any]:
+    """(model, peft_config, tokenizer): a fresh LoRA config, or the chained adapter loaded trainable."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    remote = bool(getattr(job, "trust_remote_code", False))  # StageJob has no such field yet: off
+    tok = AutoTokenizer.from_pretrained(str(job.base_model), trust_remote_code=remote)
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(job.base_model), dtype=dtype, trust_remote_code=remote)
+    if job.adapter_in is None:
+        return model, lora_config(job.stage, model.config.num_hidden_layers), tok
+    from peft import PeftModel
+
+    check_adapter(job.adapter_in, model, job)
+    try:
+        model = PeftModel.from_pretrained(model, str(job.adapter_in), is_trainable=True)
+    except (RuntimeError, ValueError) as e:  # e.g. size mismatch: hidden sizes differ
+        raise DatakitError(f"adapter {job.adapter_in}: does not load onto {job.base_model} ({e})") from None
+    return model, None, tok  # TRL continues a PeftModel when given no peft_config
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+def find_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The latest resumable checkpoint under `folder` and its step: checkpoint-N folders, or a checkpoint
+    whose files were flattened into `folder` (or one level below) by an upload/download round trip."""
+    if not folder.is_dir():
+        return None
+    found = []
+    for state in [folder / "trainer_state.json", *folder.glob("*/trainer_state.json")]:
+        if state.is_file() and any(state.parent.glob("adapter_model.*")):
+            found.append((json.loads(state.read_text()).get("global_step", 0), state.parent))
+    if not found:
+        return None
+    step, path = max(found, key=lambda x: x[0])
+    return path, step
+
+
+# ---- engine -----------------------------------------------------------------------------------
+
+def trainer_args(job: StageJob, has_valid: bool) -> Any:
+    """SFTConfig or DPOConfig: every value comes from the recipe or is a fixed backend choice."""
+    import torch
+
+    t, stage = job.stage.train, job.stage.stage
+    cuda = torch.cuda.is_available()
+    evals = {"eval_strategy": "no"}
+    if has_valid:
+        # HF keeps the best checkpoint from rotation only when saves land on eval steps; the best
+        # adapter itself is kept by BestAdapterCallback either way.
+        evals = dict(eval_strategy="steps", eval_steps=t.eval_every, metric_for_best_model="eval_loss",
+                     greater_is_better=False, load_best_model_at_end=t.save_every % t.eval_every == 0)
+    common = dict(
+        output_dir=str(job.checkpoint_dir), learning_rate=t.lr, lr_scheduler_type=t.schedule,
+        warmup_steps=t.warmup,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, max_steps=t.iters or -1, num_train_epochs=t.epochs or 1.0,
+        max_length=t.max_seq_len, seed=job.seed, save_strategy="steps", save_steps=t.save_every,
+        save_total_limit=t.keep_last, logging_steps=min(10, t.eval_every), report_to="none", disable_tqdm=True,
+        use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=cuda,
+        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, **evals,
+    )
+    if stage == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(beta=t.dpo_beta, **common)
+    from trl import SFTConfig
+
+    # cpt trains on every token; sft labels arrive already masked, so TRL must not mask again.
+    return SFTConfig(packing=t.packing, completion_only_loss=False, assistant_only_loss=False, **common)
+
+
+def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
+    """The TRL engine, with data prepared and callbacks attached; plus facts found on the way."""
+    from transformers import EarlyStoppingCallback
+
+    from datakit.train.hf_callbacks import BestAdapterCallback, MetricsCallback
+
+    stage, t = job.stage.stage, job.stage.train
+    train_raw, valid_raw = load_splits(job)
+    if t.early_stopping is not None and valid_raw is None:
+        raise DatakitError(f"{job.data_dir}: early_stopping needs a 'valid' split and the export has none; "
+                           "split the dataset (datakit ops split) or drop train.early_stopping")
+    if t.packing and stage != "sft":
+        raise DatakitError(f"stage {stage}: packing applies to sft only; remove train.packing")
+    model, peft_config, tok = load_policy(job)
+    train, long_train = prepare(job, tok, train_raw)
+    valid, long_valid = prepare(job, tok, valid_raw) if valid_raw is not None else (None, 0)
+    callbacks = [MetricsCallback(job.metrics, stage)]
+    if valid is not None:
+        callbacks.append(BestAdapterCallback(job.out_dir / "best-adapter"))
+    if t.early_stopping is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping.patience,
+                                               early_stopping_threshold=t.early_stopping.min_delta))
+    args = trainer_args(job, valid is not None)
+    if stage == "dpo":
+        from trl import DPOTrainer as Engine
+    else:
+        from trl import SFTTrainer as Engine
+    trainer = Engine(model=model, args=args, train_dataset=train, eval_dataset=valid, processing_class=tok,
+                     peft_config=peft_config, callbacks=callbacks)
+    if trainer.is_fsdp_enabled:  # one rank cannot save a sharded adapter mid-run; see save_final
+        trainer.remove_callback(BestAdapterCallback)
+    return trainer, {"truncated_rows": long_train + long_valid,
+                     "truncated_by_split": {"train": long_train, "valid": long_valid}}
+
+
+def run_stage(job: StageJob) -> StageResult:
+    """Train one stage; the best adapter (by validation loss, else the last) lands in job.adapter_dir."""
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        raise DatakitError(f"the hf backend needs trl and peft; {INSTALL}") from None
+    trainer, extra = build_trainer(job)
+    zero = trainer.is_world_process_zero()
+    if extra["truncated_rows"] and zero:
+        log.warning("%d rows are longer than max_seq_len=%d and will be cut: %s", extra["truncated_rows"],
+                    job.stage.train.max_seq_len, extra["truncated_by_split"])
+        job.metrics.write(step=0, stage=job.stage.stage, warning="truncated_rows",
+                          max_seq_len=job.stage.train.max_seq_len, **extra)
+    resume = find_checkpoint(job.checkpoint_dir)
+    if resume is None and zero:  # a best adapter left by an earlier, unrelated run must not win
+        shutil.rmtree(job.out_dir / "best-adapter", ignore_errors=True)
+    out = trainer.train(resume_from_checkpoint=str(resume[0]) if resume else None)
+    state, best_info = trainer.state, save_final(trainer, job)
+    runtime = out.metrics.get("train_runtime") or 0
+    steps_this_run = state.global_step - (resume[1] if resume else 0)
+    tokens = int(state.num_input_tokens_seen or 0)
+    # this session's rate: tokens counted before the checkpoint were not trained in this runtime
+    before = json.loads((resume[0] / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0) if resume else 0
+    return StageResult(
+        adapter_dir=job.adapter_dir, steps=state.global_step,
+        best_val_loss=best_info["val_loss"] if best_info else None, best_step=best_info["step"] if best_info else None,
+        stopped_early=_early_stopped(trainer),
+        resumed_from_step=resume[1] if resume else None, train_tokens=tokens,
+        tokens_per_s=round((tokens - before) / runtime, 1) if runtime and steps_this_run > 0 else None,
+        extra={**extra, "world_size": trainer.args.world_size, "train_loss_mean": out.training_loss},
+    )
+
+
+def save_final(trainer: Any, job: StageJob) -> dict | None:
+    """Write the best adapter (else the last) to job.adapter_dir; returns the best's step and val_loss."""
+    from datakit.train.hf_callbacks import save_adapter
+
+    best = job.out_dir / "best-adapter"
+    info = json.loads((best / "best.json").read_text()) if (best / "best.json").is_file() else None
+    if trainer.is_world_process_zero() and job.adapter_dir.exists():
+        shutil.rmtree(job.adapter_dir)
+    if trainer.is_fsdp_enabled:
+        # Sharded weights: every rank takes part in gathering them; the best is loaded when
+        # load_best_model_at_end could be on (save_every a multiple of eval_every).
+        trainer.save_model(str(job.adapter_dir))
+        st = trainer.state
+        info = {"step": st.best_global_step, "val_loss": st.best_metric} if st.best_metric is not None else None
+    elif trainer.is_world_process_zero():
+        if info is not None:
+            shutil.copytree(best, job.adapter_dir, ignore=shutil.ignore_patterns("best.json"))
+        else:
+            save_adapter(trainer.model, job.adapter_dir)
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(job.adapter_dir))
+    return info
+
+
+def _early_stopped(trainer: Any) -> bool:
+    from transformers import EarlyStoppingCallback
+
+    return any(isinstance(c, EarlyStoppingCallback) and c.early_stopping_patience_counter >= c.early_stopping_patience
+               for c in trainer.callback_handler.callbacks)
+
+
+# ---- script entry (torchrun) ------------------------------------------------------------------
+
+def job_to_json(job: StageJob, path: Path) -> Path:
+    """The StageJob as JSON so another process (torchrun) can rebuild it."""
+    data = {"stage": job.stage.model_dump(), "base_model": str(job.base_model), "data_dir": str(job.data_dir),
+            "out_dir": str(job.out_dir), "adapter_in": str(job.adapter_in) if job.adapter_in else None,
+            "seed": job.seed}
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def job_from_json(path: Path) -> StageJob:
+    d = json.loads(path.read_text())
+    return StageJob(stage=StageSpec.model_validate(d["stage"]), base_model=Path(d["base_model"]),
+                    data_dir=Path(d["data_dir"]), out_dir=Path(d["out_dir"]),
+                    adapter_in=Path(d["adapter_in"]) if d.get("adapter_in") else None, seed=d.get("seed", 0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datakit.train.hf_backend", description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, required=True, help="JOB.json written by job_to_json")
+    job = job_from_json(parser.parse_args(argv).job)
+    result = run_stage(job)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+        (job.out_dir / "result.json").write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Exported rows into (token ids, target mask) examples, and padded batches of them for mlx-lm's train().
+
+mlx-lm's `mask_prompt` trains only on the last message, so earlier assistant turns of a multi-turn
+chat get no loss. Here every assistant turn is a target: its span is found in the chat-template
+rendering, mapped to tokens by character offsets, and cut after its end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datakit.errors import DatakitError
+
+# An example is a tuple of fields: token-id lists (padded together in a batch) and floats (stacked).
+# cpt/sft: (ids, mask); dpo: (chosen_ids, chosen_mask, rejected_ids, rejected_mask[, ref_c, ref_r]).
+Example = tuple[Any, ...]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DatakitError(f"{path}: line {n} is not JSON ({e}); re-export the dataset") from None
+    return rows
+
+
+def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
+    """CPT: loss on every token; EOS appended so the model learns where a document ends."""
+    ids = list(tokenizer.encode(text))
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+    return ids, [1] * len(ids)
+
+
+def _render(hf: Any, messages: list[dict], tools: Any, generation_prompt: bool = False) -> str:
+    return hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def assistant_char_spans(hf: Any, messages: list[dict], tools: Any = None, *, first: int = 0) -> tuple[str, list[tuple[int, int]]]:
+    """The full rendering and the character span of each assistant turn at index >= `first`.
+
+    A turn's span runs from the end of the generation prompt that precedes it to the end of the
+    rendering that includes it, so template decorations of the turn (end-of-turn token) count.
+    """
+    full = _render(hf, messages, tools)
+    spans = []
+    for i, m in enumerate(messages):
+        if i < first or m.get("role") != "assistant":
+            continue
+        before = _render(hf, messages[:i], tools, generation_prompt=True)
+        upto = _render(hf, messages[: i + 1], tools)
+        # Templates that rewrite earlier turns (e.g. drop reasoning) break per-turn prefixes.
+        if not (full.startswith(before) and full.startswith(upto) and len(upto) > len(before)):
+            raise DatakitError(
+                f"message {i}: the chat template renders earlier turns differently once later turns are added, "
+                "so assistant turns cannot be located; use a prefix-stable template (ChatML) or single-turn rows")
+        spans.append((len(before), len(upto)))
+    return full, spans
+
+
+def encode_chat(tokenizer: Any, messages: list[dict], tools: Any = None, *, first: int = 0) -> tuple[list[int], list[int]]:
+    """SFT: ids of the rendered chat and a mask that is 1 on every assistant turn's tokens
+    (at message index >= `first`) up to and including its end-of-turn token."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    if not getattr(hf, "chat_template", None):
+        raise DatakitError("the tokenizer has no chat template; sft/dpo need one (set chat_template in tokenizer_config.json)")
+    full, spans = assistant_char_spans(hf, messages, tools, first=first)
+    enc = hf(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    eos = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+    mask = [0] * len(ids)
+    for start, end in spans:
+        inside = [j for j, (s, _) in enumerate(offsets) if start <= s < end]
+        ends = [j for j in inside if ids[j] in eos]
+        # The newline after <|im_end|> is never generated (decoding stops at the end token).
+        for j in inside[: inside.index(ends[-1]) + 1] if ends else inside:
+            mask[j] = 1
+    return ids, mask
+
+
+def encode_rows(stage: str, rows: list[dict], tokenizer: Any, max_len: int) -> tuple[list[Example], int]:
+    """Examples for the stage, truncated to `max_len`; rows left with no target token are dropped
+    (they would divide by zero) and counted."""
+    out, dropped = [], 0
+    for row in rows:
+        if stage == "cpt":
+            fields = encode_text(tokenizer, row["text"])
+        elif stage == "sft":
+            fields = encode_chat(tokenizer, row["messages"], row.get("tools"))
+        else:
+            prompt = row["prompt"]
+            fields = (*encode_chat(tokenizer, prompt + row["chosen"], first=len(prompt)),
+                      *encode_chat(tokenizer, prompt + row["rejected"], first=len(prompt)))
+        fields = tuple(f[:max_len] for f in fields)
+        masks = fields[1::2]
+        if any(sum(m[1:]) == 0 for m in masks):
+            dropped += 1
+            continue
+        out.append(fields)
+    return out, dropped
+
+
+def collate(examples: Sequence[Example], max_len: int) -> tuple:
+    """Pad every token-id field of the batch to one length (a multiple of 32, as mlx-lm does, so
+    compiled steps see few shapes); float fields become 1-d arrays."""
+    import mlx.core as mx
+
+    longest = max(len(f) for ex in examples for f in ex if isinstance(f, list))
+    width = min(32 * -(-longest // 32), max_len)
+    cols = []
+    for k in range(len(examples[0])):
+        if isinstance(examples[0][k], list):
+            arr = np.zeros((len(examples), width), np.int32)
+            for i, ex in enumerate(examples):
+                arr[i, : len(ex[k])] = ex[k][:width]
+            cols.append(mx.array(arr))
+        else:
+            cols.append(mx.array(np.array([ex[k] for ex in examples], np.float32)))
+    return tuple(cols)
+
+
+def iterate_batches(dataset: Sequence[Example], batch_size: int, max_seq_length: int, loop: bool = False,
+                    comm_group: Any = None, *, seed: int = 0, skip: int = 0) -> Iterator[tuple]:
+    """mlx-lm's batching (length-sorted groups, shuffled order, last partial batch dropped) with a
+    seeded order, and `skip` to fast-forward past batches a resumed run already trained on."""
+    if comm_group is not None and comm_group.size() > 1:
+        raise DatakitError("the mlx backend trains in one process; run without mpirun/mlx.launch")
+    if len(dataset) < batch_size:
+        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
+    order = sorted(range(len(dataset)), key=lambda i: max(len(f) for f in dataset[i] if isinstance(f, list)))
+    groups = [order[i: i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    if not loop:  # evaluation: one pass, order irrelevant
+        for g in groups:
+            yield collate([dataset[i] for i in g], max_seq_length)
+        return
+    rng = np.random.default_rng(seed)
+    while True:
+        for b in rng.permutation(len(groups)):
+            if skip:
+                skip -= 1
+                continue
+            yield collate([dataset[i] for i in groups[b]], max_seq_length)
+
+
+def masked_loss(model: Any, tokens: Any, mask: Any) -> tuple[Any, Any]:
+    """Mean cross-entropy over target tokens (mask 1), and their count."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    targets, weights = tokens[:, 1:], mask[:, 1:]
+    logits = model(tokens[:, :-1])
+    ce = nn.losses.cross_entropy(logits, targets) * weights
+    ntoks = weights.sum()
+    return ce.astype(mx.float32).sum() / mx.maximum(ntoks, 1), ntoks
