@@ -60,7 +60,8 @@ def trained_tokens(work: Path, iters: int) -> int:
 
     tok = AutoTokenizer.from_pretrained(work / "model")
     rows = [json.loads(x) for x in (work / "mlx" / "train.jsonl").read_text().splitlines()]
-    lengths = [min(len(tok.apply_chat_template(r["messages"], tokenize=True)), TRAIN["max_seq_len"]) for r in rows]
+    lengths = [min(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False)), TRAIN["max_seq_len"])
+               for r in rows]
     n = TRAIN["batch_size"] * iters
     return sum(lengths[i % len(lengths)] for i in range(n))
 

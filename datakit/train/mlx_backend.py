@@ -222,7 +222,7 @@ def run_stage(job: StageJob) -> StageResult:
         cb.on_val_loss_report({"iteration": 0, "val_loss": validate()})  # the starting point can be the best
     stopped = False
     if last_iter > 0:
-        report = math.gcd(spec.eval_every, spec.save_every)
+        report = min(10, math.gcd(spec.eval_every, spec.save_every))  # train-loss reports, as HF logs every <=10 steps
         args = TrainingArgs(batch_size=spec.batch_size, iters=last_iter, val_batches=-1, steps_per_report=report * ga,
                             steps_per_eval=last_iter + 1, steps_per_save=last_iter + 1, max_seq_length=spec.max_seq_len,
                             adapter_file=str(job.checkpoint_dir / "last.safetensors"), grad_accumulation_steps=ga)
