@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -14,6 +14,7 @@ from datakit.cli_common import JsonOpt, app, emit_json, out, reg
 def train(
     recipe: Annotated[Path, typer.Argument(help="Training recipe YAML (schemas/recipe.schema.json).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and print the plan; train nothing.")] = False,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Reuse a run folder: an interrupted run resumes from its checkpoints.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
@@ -21,7 +22,7 @@ def train(
     from datakit.train.runner import run
 
     spec = load_recipe(recipe)
-    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run)
+    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id)
     if as_json:
         emit_json({"plan": p.model_dump(mode="json"), "results": results})
         return

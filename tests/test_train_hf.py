@@ -235,3 +235,18 @@ def test_torchrun_with_two_processes_trains_one_model_and_writes_one_adapter(bas
     assert len({r["step"] for r in rows}) == len(rows)  # one writer: each step reported once
     assert sorted(p.name for p in job.out_dir.glob("adapter*")) == ["adapter"]
     assert (job.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_dpo_pairs_whose_prompt_fills_max_seq_len_are_dropped_visibly_not_silently(base: Path, tmp_path: Path) -> None:
+    long_prompt = [{"role": "user", "content": "tell me everything about the sky " * 20}]
+    short = {"prompt": [{"role": "user", "content": "Who are you?"}],
+             "chosen": [{"role": "assistant", "content": "I am Kit."}], "rejected": [{"role": "assistant", "content": "No."}]}
+    rows = [short] * 4 + [{**short, "prompt": long_prompt}] * 2
+    job = make_job(tmp_path / "out", base, "dpo", save(tmp_path / "data", rows), iters=1, max_seq_len=48)
+    trainer, _ = hb.build_trainer(job)
+    assert len(trainer.train_dataset) == 4
+    assert {"warning": "dpo_prompts_fill_max_seq_len", "rows": 2}.items() <= job.metrics.rows()[0].items()
+    only_long = make_job(tmp_path / "out2", base, "dpo", save(tmp_path / "data2", [{**short, "prompt": long_prompt}] * 4),
+                         iters=1, max_seq_len=48)
+    with pytest.raises(DatakitError, match="all 4 prompts in a split are at least max_seq_len=48"):
+        hb.build_trainer(only_long)

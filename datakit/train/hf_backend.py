@@ -89,8 +89,24 @@ def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, int]:
         ds = ds.map(lambda r: assistant_labels(tok, r["messages"]), remove_columns=ds.column_names)
     else:
         ds = ds.select_columns(COLUMNS[stage])
+    if stage == "dpo":
+        ds = _drop_full_prompts(job, tok, ds)
     long_rows = sum(_lengths(stage, tok, r) > job.stage.train.max_seq_len for r in ds)
     return ds, long_rows
+
+
+def _drop_full_prompts(job: StageJob, tok: Any, ds: Any) -> Any:
+    """TRL's DPOTrainer silently drops pairs whose prompt alone fills max_length: drop them here, counted."""
+    limit = job.stage.train.max_seq_len
+    keep = [i for i, r in enumerate(ds) if len(tok.apply_chat_template(
+        r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]) < limit]
+    dropped = len(ds) - len(keep)
+    if dropped:
+        job.metrics.write(warning="dpo_prompts_fill_max_seq_len", rows=dropped, max_seq_len=limit, stage="dpo")
+    if not keep:
+        raise DatakitError(f"dpo: all {dropped} prompts in a split are at least max_seq_len={limit} tokens long, so "
+                           "no answer token would be trained; raise train.max_seq_len or shorten the prompts")
+    return ds.select(keep) if dropped else ds
 
 
 # ---- model ------------------------------------------------------------------------------------
