@@ -250,3 +250,16 @@ def test_dpo_pairs_whose_prompt_fills_max_seq_len_are_dropped_visibly_not_silent
                          iters=1, max_seq_len=48)
     with pytest.raises(DatakitError, match="all 4 prompts in a split are at least max_seq_len=48"):
         hb.build_trainer(only_long)
+
+
+def test_sft_with_packing_trains_on_packed_rows_and_keeps_assistant_only_labels(base: Path, tmp_path: Path) -> None:
+    rows = [chat(f"Where is office {i}?", f"Office {i} is in Seoul.") for i in range(16)]
+    job = make_job(tmp_path / "out", base, "sft", save(tmp_path / "data", rows, rows[:4]), iters=6, packing=True,
+                   max_seq_len=128, eval_every=3, save_every=3)
+    trainer, _ = hb.build_trainer(job)
+    packed = trainer.train_dataset
+    assert len(packed) < len(rows)  # several chats share one sequence
+    labels = [t for row in packed for t in row["labels"]]
+    assert labels.count(-100) > 0 and any(t != -100 for t in labels)
+    result = hb.run_stage(job)
+    assert result.steps == 6 and (job.adapter_dir / "adapter_config.json").exists()

@@ -118,3 +118,15 @@ def test_export_preflight_fails_on_a_template_without_end_of_turn(cli, tmp_path,
     cli("ingest", str(external / "identity.json"), "--name", "idn", "--kind", "sft")
     p = cli("export", "idn", "--format", "mlx", "--out", str(tmp_path / "mlx"), "--tokenizer", str(model))
     assert p.returncode == 1 and "FAILED" in p.stdout
+
+
+def test_a_stage_may_name_a_mixture_file_which_is_mixed_into_the_registry_first(split_identity, tmp_path, external):
+    ingest(split_identity, [external / "alpaca_en_demo.json"], name="alpaca-en", kind="sft")
+    (tmp_path / "model").mkdir()
+    mixture = tmp_path / "mix.yaml"
+    mixture.write_text(yaml.safe_dump({"name": "stage-mix", "seed": 1, "total": 200, "components": [
+        {"dataset": "idn-split", "weight": 0.3}, {"dataset": "alpaca-en", "weight": 0.7}]}))
+    stages = [{"stage": "sft", "data": "mix.yaml", "train": {"iters": 2, "batch_size": 2}}]
+    p, _ = run(split_identity, load_recipe(write_recipe(tmp_path, stages=stages)), recipe_dir=tmp_path, dry_run=True)
+    assert p.problems == [] and p.stages[0].data_ref == "stage-mix@v1"
+    assert split_identity.resolve("stage-mix").rows == 200
