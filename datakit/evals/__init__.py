@@ -1,0 +1,1 @@
+"""Regression eval suites: probes, runners (hf, mlx, openai), lm-eval tasks, paired comparison, gates, reports."""

@@ -1,0 +1,89 @@
+"""The results.json contract between `datakit eval` (writes it) and `datakit compare` (reads two or more).
+
+Every probe's item is kept (prompt, output, score, pass/fail) so comparisons are paired on the
+same items; metrics are `<type>.<metric>` and `<group>.<metric>` with a standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Metric name per probe type: pass/fail types report a rate, perplexity a mean NLL per token.
+TYPE_METRIC = {
+    "knowledge": "accuracy", "completion": "accuracy", "choice": "accuracy", "identity": "pass_rate",
+    "refusal": "pass_rate", "bleed": "rate", "perplexity": "nll",
+}
+
+
+class Item(BaseModel):
+    id: str
+    type: str
+    group: str | None = None
+    prompt: str
+    output: str | None = None
+    score: float = Field(description="1/0 for pass/fail types (bleed: 1 = domain terms leaked), NLL per token for perplexity")
+    passed: bool | None = Field(None, description="None for perplexity")
+    tokens: int | None = Field(None, description="token count behind a perplexity score")
+    detail: str | None = None
+
+
+class Metric(BaseModel):
+    value: float
+    stderr: float
+    n: int
+
+
+class EvalResults(BaseModel):
+    suite: str
+    backend: str
+    model: str
+    adapter: str | None = None
+    model_fingerprint: dict[str, str] = Field(default_factory=dict)
+    probes: str = Field(description="probe source: registry ref with content hash, or a file with its sha256")
+    created: str
+    items: list[Item]
+    metrics: dict[str, Metric]
+    lm_eval: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    def write(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        p = out_dir / "results.json"
+        p.write_text(self.model_dump_json(indent=2))
+        return p
+
+    @classmethod
+    def read(cls, path: Path) -> EvalResults:
+        return cls.model_validate_json((path / "results.json" if path.is_dir() else path).read_text())
+
+
+def metric_name(item: Item) -> str:
+    return TYPE_METRIC.get(item.type, "score")
+
+
+def aggregate(items: list[Item]) -> dict[str, Metric]:
+    """Mean and standard error per `<type>.<metric>` and, for items with a group, `<group>.<metric>`.
+
+    Perplexity pools tokens: its value is total NLL over total tokens (its stderr is of the per-item means).
+    """
+    buckets: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        m = metric_name(it)
+        buckets[f"{it.type}.{m}"].append(it)
+        if it.group:
+            buckets[f"{it.group}.{m if it.type != 'perplexity' else 'nll'}"].append(it)
+    out = {}
+    for name, its in sorted(buckets.items()):
+        xs = [i.score for i in its]
+        n = len(xs)
+        mean = sum(xs) / n
+        if name.endswith(".nll") and all(i.tokens for i in its):
+            mean = sum(i.score * i.tokens for i in its) / sum(i.tokens for i in its)  # type: ignore[operator]
+        var = sum((x - sum(xs) / n) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
+        out[name] = Metric(value=mean, stderr=math.sqrt(var / n) if n > 1 else 0.0, n=n)
+    return out
