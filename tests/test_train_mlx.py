@@ -203,3 +203,21 @@ def test_lora_alone_lowers_sft_loss_on_a_memorizable_set(base, tmp_path):
     res = run_stage(job)
     losses = [r["val_loss"] for r in job.metrics.rows() if r.get("val_loss") is not None]
     assert losses[-1] < losses[0] * 0.7 and res.best_val_loss == min(losses)
+
+
+def test_qlora_trains_adapters_on_a_4bit_quantized_base(base, tmp_path):
+    """QLoRA where the hardware allows: mlx quantizes the tiny base to 4 bits locally, LoRA trains on top."""
+    from mlx_lm import convert
+
+    quant = tmp_path / "base-4bit"
+    convert(str(base), mlx_path=str(quant), quantize=True, q_bits=4, q_group_size=32)
+    assert json.loads((quant / "config.json").read_text())["quantization"]["bits"] == 4
+    rows = [{"messages": [{"role": "user", "content": f"Who makes product {i}?"},
+                          {"role": "assistant", "content": f"Acme makes product {i}."}]} for i in range(8)]
+    data = write_split(tmp_path / "data", rows * 4, rows)
+    spec = stage(iters=30, train_embeddings=False)
+    spec = spec.model_copy(update={"lora": spec.lora.model_copy(update={"qlora": True})})
+    job = StageJob(stage=spec, base_model=quant, data_dir=data, out_dir=tmp_path / "out")
+    res = run_stage(job)
+    losses = [r["val_loss"] for r in job.metrics.rows() if r.get("val_loss") is not None]
+    assert res.best_val_loss < losses[0] * 0.7
