@@ -1,0 +1,1 @@
+"""Builders: documents and specs in, registry records out (cpt now; sft, identity, magpie, preference to come)."""
