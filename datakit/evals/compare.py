@@ -1,0 +1,187 @@
+"""Compare a baseline eval run with one or more candidates, item by item, and judge the gates.
+
+`compare_runs([base, cpt, sft], gate=..., out_dir=...)` writes report.md / report.html / report.json.
+The first run is the baseline. A run of the same model as the baseline (same model, adapter and
+fingerprint), or one named `base-rerun` / `*-rerun`, is a rerun: its flips against
+the baseline are the run-to-run noise floor, and it is not gated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from datakit.errors import DatakitError
+from datakit.evals.gate import GateResult, GateSpec, MetricDiff, diff_metric, evaluate_gates, load_gate
+from datakit.evals.results import EvalResults
+
+Role = Literal["base", "candidate", "rerun"]
+
+
+class RunInfo(BaseModel):
+    name: str
+    dir: str
+    role: Role
+    model: str
+    adapter: str | None = None
+    suite: str
+    probes: str
+    n_items: int
+
+
+class FlipMap(BaseModel):
+    """Items whose pass/fail changed between the baseline and this run (ids sorted)."""
+
+    run: str
+    n_matched: int
+    newly_failed: list[str] = Field(default_factory=list, description="passed in the baseline, fail here")
+    newly_passed: list[str] = Field(default_factory=list, description="failed in the baseline, pass here")
+    only_base: list[str] = Field(default_factory=list, description="item ids this run lacks")
+    only_cand: list[str] = Field(default_factory=list, description="item ids the baseline lacks")
+
+    @property
+    def n_flips(self) -> int:
+        return len(self.newly_failed) + len(self.newly_passed)
+
+
+class RunComparison(BaseModel):
+    name: str
+    role: Role
+    metrics: list[MetricDiff]
+    flips: FlipMap
+    gates: list[GateResult] = Field(default_factory=list)
+
+
+class CompareResult(BaseModel):
+    runs: list[RunInfo]
+    metrics: list[str]
+    comparisons: list[RunComparison]
+    gate: GateSpec | None = None
+    ok: bool = Field(description="no gate failed for any candidate")
+    failed: list[GateResult] = Field(default_factory=list)
+    underpowered: list[GateResult] = Field(default_factory=list)
+    noise: dict[str, float] = Field(default_factory=dict, description="largest |change| per metric across reruns")
+    noise_flips: int | None = Field(None, description="most pass/fail flips of a rerun against the baseline")
+    warnings: list[str] = Field(default_factory=list)
+    settings: dict[str, float | int] = Field(default_factory=dict)
+
+    def candidates(self) -> list[RunComparison]:
+        return [c for c in self.comparisons if c.role == "candidate"]
+
+
+def _read(path: Path) -> EvalResults:
+    p = Path(path)
+    f = p / "results.json" if p.is_dir() else p
+    if not f.is_file():
+        raise DatakitError(f"no eval results at {f}; run `datakit eval SUITE.yaml --model ... --out {p}` first")
+    try:
+        return EvalResults.read(p)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise DatakitError(f"{f} is not a datakit results.json ({e.error_count()} errors, first: {first['msg']} "
+                           f"at {first['loc']}); re-run `datakit eval` to rewrite it") from e
+
+
+def _names(run_dirs: list[Path], names: list[str] | None) -> list[str]:
+    if names is not None:
+        if len(names) != len(run_dirs):
+            raise DatakitError(f"got {len(names)} names for {len(run_dirs)} runs; give one name per run, "
+                               "baseline first")
+        if len(set(names)) != len(names):
+            raise DatakitError(f"run names must be unique, got {names}")
+        return list(names)
+    out: list[str] = []
+    for i, d in enumerate(run_dirs):
+        n = "base" if i == 0 else (Path(d).name or f"run{i}")
+        out.append(n if n not in out else f"{n}-{i}")
+    return out
+
+
+def _role(i: int, name: str, run: EvalResults, base: EvalResults) -> Role:
+    if i == 0:
+        return "base"
+    same = (run.model, run.adapter, run.model_fingerprint) == (base.model, base.adapter, base.model_fingerprint)
+    return "rerun" if name.endswith("rerun") or same else "candidate"
+
+
+def flip_map(base: EvalResults, cand: EvalResults, run: str) -> FlipMap:
+    """Pass/fail flips on items both runs have (perplexity items have no pass/fail and are skipped)."""
+    b = {it.id: it.passed for it in base.items if it.passed is not None}
+    c = {it.id: it.passed for it in cand.items if it.passed is not None}
+    both = sorted(set(b) & set(c))
+    return FlipMap(run=run, n_matched=len(both),
+                   newly_failed=[i for i in both if b[i] and not c[i]],
+                   newly_passed=[i for i in both if not b[i] and c[i]],
+                   only_base=sorted(set(b) - set(c)), only_cand=sorted(set(c) - set(b)))
+
+
+def _metric_order(runs: list[EvalResults]) -> list[str]:
+    seen = list(sorted(runs[0].metrics))
+    for r in runs[1:]:
+        seen += [m for m in sorted(r.metrics) if m not in seen]
+    return seen
+
+
+def _warnings(infos: list[RunInfo], comps: list[RunComparison]) -> list[str]:
+    out = []
+    for info in infos[1:]:
+        if info.probes != infos[0].probes:
+            out.append(f"{info.name} was scored on probes {info.probes!r}, the baseline on {infos[0].probes!r}: "
+                       "only items with the same id are paired")
+    for c in comps:
+        if c.flips.only_base or c.flips.only_cand:
+            out.append(f"{c.name}: {len(c.flips.only_base)} baseline items missing, {len(c.flips.only_cand)} "
+                       "extra items; unmatched items are left out of the paired statistics")
+    if comps and not any(c.role == "candidate" for c in comps):
+        out.append("every run after the baseline is a rerun of it: nothing was gated")
+    return out
+
+
+def compare(runs: list[EvalResults], names: list[str], *, spec: GateSpec | None = None,
+            dirs: list[str] | None = None) -> CompareResult:
+    """The comparison itself, on results already in memory (compare_runs reads them and writes reports)."""
+    if len(runs) < 2:
+        raise DatakitError(f"compare needs a baseline and at least one candidate, got {len(runs)} run(s)")
+    if len(names) != len(runs):
+        raise DatakitError(f"got {len(names)} names for {len(runs)} runs; give one name per run, baseline first")
+    seed, n_boot, alpha = (spec.seed, spec.n_boot, spec.alpha) if spec else (0, 2000, 0.05)
+    base, metrics = runs[0], _metric_order(runs)
+    infos = [RunInfo(name=n, dir=(dirs or [""] * len(runs))[i], role=_role(i, n, r, base), model=r.model,
+                     adapter=r.adapter, suite=r.suite, probes=r.probes, n_items=len(r.items))
+             for i, (n, r) in enumerate(zip(names, runs))]
+    comps = []
+    for info, run in zip(infos[1:], runs[1:]):
+        diffs = [diff_metric(base, run, m, seed=seed, n_boot=n_boot, alpha=alpha) for m in metrics]
+        gates = []
+        if spec is not None and info.role == "candidate":
+            gates = evaluate_gates(spec, base, run, info.name, {d.metric: d for d in diffs})
+        comps.append(RunComparison(name=info.name, role=info.role, metrics=diffs,
+                                   flips=flip_map(base, run, info.name), gates=gates))
+    reruns = [c for c in comps if c.role == "rerun"]
+    noise: dict[str, float] = {}
+    for c in reruns:  # the largest change any rerun shows, per metric
+        for m in c.metrics:
+            if m.delta is not None:
+                noise[m.metric] = max(noise.get(m.metric, 0.0), abs(m.delta))
+    all_gates = [g for c in comps for g in c.gates]
+    return CompareResult(
+        runs=infos, metrics=metrics, comparisons=comps, gate=spec,
+        ok=not any(g.verdict == "fail" for g in all_gates),
+        failed=[g for g in all_gates if g.verdict == "fail"],
+        underpowered=[g for g in all_gates if g.verdict == "underpowered"],
+        noise=noise, noise_flips=max((c.flips.n_flips for c in reruns), default=None),
+        warnings=_warnings(infos, comps), settings={"seed": seed, "n_boot": n_boot, "alpha": alpha})
+
+
+def compare_runs(run_dirs: list[Path], *, gate: Path | None, out_dir: Path,
+                 names: list[str] | None = None) -> CompareResult:
+    """Read results.json from each run folder (baseline first), compare, gate, and write the three reports."""
+    from datakit.evals.report import write_reports
+
+    runs = [_read(Path(d)) for d in run_dirs]
+    spec = load_gate(Path(gate)) if gate is not None else None
+    result = compare(runs, _names(list(run_dirs), names), spec=spec, dirs=[str(d) for d in run_dirs])
+    write_reports(result, Path(out_dir))
+    return result

@@ -1,0 +1,35 @@
+"""`datakit compare` as a user runs it: reports written, exit 0 when gates hold and 1 on a real regression."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from datakit.evals.results import EvalResults, Item, aggregate
+
+GATE = Path(__file__).resolve().parent.parent / "recipes" / "gates" / "default-gate.yaml"
+
+
+def run(path: Path, general_correct: int, model: str) -> Path:
+    items = [Item(id=f"g{i}", type="knowledge", group="general", prompt=f"q{i}", output="a",
+                  score=float(i < general_correct), passed=i < general_correct) for i in range(100)]
+    items += [Item(id=f"id{i}", type="identity", prompt="who?", output="Acme", score=1.0, passed=True) for i in range(20)]
+    items += [Item(id=f"b{i}", type="bleed", prompt="sky?", output="blue", score=0.0, passed=True) for i in range(20)]
+    items += [Item(id=f"p{i}", type="perplexity", group="general", prompt="t", score=2.0, tokens=50) for i in range(10)]
+    EvalResults(suite="s", backend="hf", model=model, probes="p.jsonl", created="now", items=items,
+                metrics=aggregate(items)).write(path)
+    return path
+
+
+def test_compare_exits_0_for_an_equal_candidate_and_1_for_a_damaged_one(cli, tmp_path):
+    base = run(tmp_path / "base", 80, "base")
+    same = run(tmp_path / "same", 80, "tuned")
+    worse = run(tmp_path / "worse", 55, "damaged")
+    ok = cli("compare", str(base), str(same), "--gate", str(GATE), "--out", str(tmp_path / "r1"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "all gates passed" in ok.stdout
+    bad = cli("compare", str(base), str(worse), "--gate", str(GATE), "--out", str(tmp_path / "r2"))
+    assert bad.returncode == 1 and "FAIL" in bad.stdout and "general.accuracy" in bad.stdout
+    for f in ("report.md", "report.html", "report.json"):
+        assert (tmp_path / "r2" / f).exists()
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["ok"] is False

@@ -1,0 +1,257 @@
+"""Paired statistics, gates and reports for `datakit compare`, on small hand-built eval results."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.evals import stats
+from datakit.evals.compare import compare, compare_runs, flip_map
+from datakit.evals.gate import GateRule, GateSpec, evaluate_gates, load_gate
+from datakit.evals.report import read_report, to_html, to_markdown
+from datakit.evals.results import EvalResults, Item, Metric, aggregate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def items(prefix: str, passed: list[bool], *, type: str = "knowledge", group: str | None = None) -> list[Item]:
+    return [Item(id=f"{prefix}-{i:03d}", type=type, group=group, prompt="q", score=float(p), passed=p)
+            for i, p in enumerate(passed)]
+
+
+def nll_items(values: list[float]) -> list[Item]:
+    return [Item(id=f"ppl-{i:03d}", type="perplexity", prompt="t", score=v, tokens=10) for i, v in enumerate(values)]
+
+
+def run(its: list[Item], model: str = "base", adapter: str | None = None) -> EvalResults:
+    return EvalResults(suite="acme-regression", backend="test", model=model, adapter=adapter, probes="probes@v1",
+                       created="2025-01-01T00:00:00Z", items=its, metrics=aggregate(its))
+
+
+def suite(general: list[bool], *, domain: list[bool] | None = None, nll: list[float] | None = None,
+          model: str = "base", adapter: str | None = None) -> EvalResults:
+    """General + domain knowledge, 20 identity probes that pass, 20 bleed probes that do not leak, perplexity."""
+    its = items("gen", general, group="general") + items("dom", domain or [False] * 10, group="domain")
+    its += items("id", [True] * 20, type="identity")
+    its += [Item(id=f"bleed-{i:02d}", type="bleed", prompt="q", score=0.0, passed=True) for i in range(20)]
+    its += nll_items(nll or [2.0 + 0.01 * i for i in range(20)])
+    return run(its, model=model, adapter=adapter)
+
+
+def spec(*rules: dict, holm: bool = False) -> GateSpec:
+    return GateSpec(gates=[GateRule(**r) for r in rules], holm=holm)
+
+
+# ---- statistics -------------------------------------------------------------------------------
+
+
+def test_mcnemar_matches_hand_computed_exact_binomial_p_values():
+    assert stats.mcnemar(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096, abs=1e-12)
+    assert stats.mcnemar(10, 2) == pytest.approx(0.0386, abs=1e-4)
+    assert stats.mcnemar(2, 10) == stats.mcnemar(10, 2)
+    assert stats.mcnemar(5, 5) == 1.0 and stats.mcnemar(0, 0) == 1.0
+    assert stats.mcnemar(1, 0) == 1.0  # one flip is never evidence
+    assert stats.mcnemar(6, 0) == pytest.approx(2 / 64)
+
+
+def test_holm_reproduces_the_textbook_example_in_input_order():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert stats.holm([]) == []
+
+
+def test_paired_bootstrap_ci_contains_the_true_mean_difference_and_is_seeded():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, 400)
+    cand = base + 0.3 + rng.normal(0, 0.5, 400)
+    p = stats.pair_scores({str(i): b for i, b in enumerate(base)}, {str(i): c for i, c in enumerate(cand)})
+    mean, lo, hi = stats.paired_bootstrap(p, seed=7)
+    assert lo < 0.3 < hi and lo < mean < hi and hi - lo < 0.2
+    assert stats.paired_bootstrap(p, seed=7) == (mean, lo, hi)
+
+
+def test_paired_bootstrap_collapses_to_zero_for_identical_runs_and_reports_unmatched_ids():
+    scores = {f"q{i}": float(i % 2) for i in range(30)}
+    p = stats.pair_scores(scores, {**scores, "extra": 1.0})
+    assert stats.paired_bootstrap(p) == (0.0, 0.0, 0.0)
+    assert p.only_cand == ["extra"] and p.n_unmatched == 1 and len(p.ids) == 30
+    assert stats.paired_p(p) == (1.0, "mcnemar")
+
+
+def test_sign_flip_test_separates_a_real_shift_from_no_change():
+    d = np.full(30, 0.2) + np.linspace(-0.05, 0.05, 30)
+    assert stats.sign_flip_p(d, seed=0) < 0.001
+    assert stats.sign_flip_p(np.zeros(30)) == 1.0
+
+
+@pytest.mark.parametrize("ci, verdict", [
+    ((-0.01, 0.01), "pass"),          # worse bound within the 0.02 margin
+    ((-0.30, -0.10), "fail"),         # the whole CI is beyond it
+    ((-0.30, 0.00), "underpowered"),  # straddles and is wider than the margin
+    ((-0.025, -0.015), "fail"),       # straddles but narrow: precise, and the breach cannot be ruled out
+])
+def test_non_inferiority_verdicts_for_a_higher_is_better_metric(ci, verdict):
+    assert stats.non_inferiority(*ci, 0.02, higher_is_better=True) == verdict
+
+
+def test_non_inferiority_reads_the_upper_bound_when_lower_is_better():
+    assert stats.non_inferiority(-1.0, 4.0, 5.0, higher_is_better=False) == "pass"
+    assert stats.non_inferiority(6.0, 9.0, 5.0, higher_is_better=False) == "fail"
+
+
+def test_mean_kl_is_zero_for_equal_distributions_and_matches_a_hand_computed_case():
+    lp = np.log(np.array([[0.5, 0.5], [0.2, 0.8]]))
+    assert stats.mean_kl(lp, lp) == pytest.approx(0.0, abs=1e-12)
+    base, cand = np.log([[0.5, 0.5]]), np.log([[0.9, 0.1]])
+    assert stats.mean_kl(base, cand) == pytest.approx(0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1))
+    assert stats.mean_kl(base + 3.0, cand - 1.0) == pytest.approx(stats.mean_kl(base, cand))  # logits work too
+    with pytest.raises(ValueError, match="shape"):
+        stats.mean_kl(base, np.log([[0.2, 0.3, 0.5]]))
+
+
+# ---- gates ------------------------------------------------------------------------------------
+
+
+def test_a_candidate_equal_to_the_base_passes_every_gate_of_the_default_gate_file():
+    gate = load_gate(ROOT / "recipes" / "gates" / "default-gate.yaml")
+    base = suite([True] * 90 + [False] * 10)
+    res = evaluate_gates(gate, base, suite([True] * 90 + [False] * 10, adapter="sft"), "sft")
+    assert [r.verdict for r in res] == ["pass"] * 4
+    assert all(not r.breach for r in res)
+
+
+def test_a_damaged_candidate_fails_max_drop_with_the_numbers_in_the_message():
+    base = suite([True] * 90 + [False] * 10)
+    cand = suite([True] * 70 + [False] * 30, adapter="sft")
+    (r,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02}), base, cand, "sft")
+    assert r.verdict == "fail" and r.change == pytest.approx(-0.2)
+    assert r.ci_high < -0.02 and r.p_value < 1e-4 and r.n == 100
+    for text in ("general.accuracy", "-0.2", "0.9", "0.7", "max_drop 0.02", "mcnemar", "n=100"):
+        assert text in r.message
+
+
+def test_a_one_item_drop_on_ten_items_is_not_significant_and_underpowered_for_non_inferiority():
+    base, cand = suite([True] * 10), suite([False] + [True] * 9, adapter="sft")
+    (sig,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02, "require_significance": True}),
+                            base, cand, "sft")
+    assert sig.breach and sig.verdict == "pass" and sig.status == "breach (not significant)"
+    assert sig.p_value == 1.0 and sig.significant is False
+    (ni,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02, "noninferiority": True}),
+                           base, cand, "sft")
+    assert ni.verdict == "underpowered"
+    (plain,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02}), base, cand, "sft")
+    assert plain.verdict == "fail"  # without a test, the point estimate decides
+
+
+def test_holm_turns_two_borderline_significant_breaches_into_not_significant():
+    # Each group: 10 items flip pass->fail and 2 fail->pass out of 100: McNemar p = 0.0386.
+    before = [True] * 10 + [False] * 2 + [True] * 88
+    after = [False] * 10 + [True] * 2 + [True] * 88
+    its = lambda xs: items("gen", xs, group="general") + items("dom", xs, group="domain")  # noqa: E731
+    base, cand = run(its(before)), run(its(after), adapter="sft")
+    rules = [{"metric": m, "max_drop": 0.02, "require_significance": True} for m in ("general.accuracy",
+                                                                                      "domain.accuracy")]
+    raw = evaluate_gates(spec(*rules), base, cand, "sft")
+    assert [r.verdict for r in raw] == ["fail", "fail"] and raw[0].p_value == pytest.approx(0.0386, abs=1e-4)
+    corrected = evaluate_gates(spec(*rules, holm=True), base, cand, "sft")
+    assert [r.status for r in corrected] == ["breach (not significant)"] * 2
+    assert corrected[0].p_adjusted == pytest.approx(2 * raw[0].p_value)
+
+
+def test_absolute_and_percent_gates_judge_the_candidate_value():
+    base = suite([True] * 10, nll=[2.0] * 20)
+    cand = suite([True] * 10, nll=[2.3] * 20, adapter="sft")  # +15% NLL
+    gate = spec({"metric": "perplexity.nll", "max_rise_pct": 5}, {"metric": "identity.pass_rate", "min": 0.95},
+                {"metric": "bleed.rate", "max": 0.05})
+    ppl, ident, bleed = evaluate_gates(gate, base, cand, "sft")
+    assert ppl.verdict == "fail" and ppl.change == pytest.approx(15.0) and "%" in ppl.message
+    assert ident.verdict == "pass" and bleed.verdict == "pass"
+
+
+def test_a_gate_on_a_missing_metric_names_the_metric_and_the_available_ones():
+    base = suite([True] * 10)
+    with pytest.raises(DatakitError, match=r"'general\.acc'.*available: .*general\.accuracy"):
+        evaluate_gates(spec({"metric": "general.acc", "max_drop": 0.02}), base, base, "sft")
+
+
+def test_a_gate_file_with_two_thresholds_on_one_gate_is_refused_with_the_file_named(tmp_path):
+    f = tmp_path / "gate.yaml"
+    f.write_text("gates:\n  - {metric: general.accuracy, max_drop: 0.02, min: 0.5}\n")
+    with pytest.raises(DatakitError, match=r"gate\.yaml.*exactly one of"):
+        load_gate(f)
+
+
+# ---- comparison and reports -------------------------------------------------------------------
+
+
+def test_flip_maps_list_the_items_the_candidate_newly_fails_and_newly_passes():
+    base = run(items("q", [True, True, False, False, True]))
+    cand = run(items("q", [False, True, True, False, True]) + items("new", [True]), adapter="sft")
+    f = flip_map(base, cand, "sft")
+    assert f.newly_failed == ["q-000"] and f.newly_passed == ["q-002"]
+    assert f.only_cand == ["new-000"] and f.n_matched == 5
+
+
+def test_compare_runs_writes_reports_whose_html_has_a_plot_and_the_gate_table(tmp_path):
+    base = suite([True] * 90 + [False] * 10)
+    cand = suite([True] * 70 + [False] * 30, adapter="sft")
+    base.write(tmp_path / "base")
+    cand.write(tmp_path / "sft")
+    gate = ROOT / "recipes" / "gates" / "default-gate.yaml"
+    res = compare_runs([tmp_path / "base", tmp_path / "sft"], gate=gate, out_dir=tmp_path / "out")
+    assert not res.ok and [g.metric for g in res.failed] == ["general.accuracy"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert ("<img" in html or "<svg" in html) and 'id="gates"' in html and "general.accuracy max_drop" in html
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.index("## Gates") < md.index("## Metrics") and "**FAIL**" in md and "`gen-070`" in md
+    assert read_report(tmp_path / "out") == res
+
+
+def test_three_runs_are_compared_side_by_side_with_a_learning_vs_forgetting_point_each():
+    base = suite([True] * 50, domain=[False] * 10)
+    cpt = suite([True] * 48 + [False] * 2, domain=[True] * 5 + [False] * 5, adapter="cpt")
+    sft = suite([True] * 40 + [False] * 10, domain=[True] * 9 + [False], adapter="sft")
+    res = compare([base, cpt, sft], ["base", "cpt", "sft"],
+                  spec=spec({"metric": "general.accuracy", "max_drop": 0.05}))
+    assert [c.name for c in res.comparisons] == ["cpt", "sft"] and not res.ok
+    assert [g.verdict for g in res.failed] == ["fail"] and res.failed[0].candidate == "sft"
+    md = to_markdown(res)
+    assert "| metric | base | cpt | sft |" in md
+    dom = next(d for d in res.comparisons[1].metrics if d.metric == "domain.accuracy")
+    assert dom.delta == pytest.approx(0.9)
+    assert "learning vs forgetting" in to_html(res).lower()
+
+
+def test_a_rerun_of_the_base_is_the_noise_floor_and_is_not_gated():
+    base = suite([True] * 90 + [False] * 10)
+    rerun = suite([True] * 89 + [False] * 10 + [True])  # same model: two items flip by sampling noise
+    sft = suite([True] * 70 + [False] * 30, adapter="sft")
+    res = compare([base, rerun, sft], ["base", "base-rerun", "sft"],
+                  spec=spec({"metric": "general.accuracy", "max_drop": 0.02}))
+    assert [c.role for c in res.comparisons] == ["rerun", "candidate"]
+    assert res.noise_flips == 2 and res.comparisons[0].gates == []
+    assert res.noise["general.accuracy"] == pytest.approx(0.0)
+    assert "Noise floor" in to_markdown(res)
+
+
+def test_compare_is_deterministic_and_refuses_a_single_run():
+    base, cand = suite([True] * 30 + [False] * 10), suite([True] * 25 + [False] * 15, adapter="x")
+    assert compare([base, cand], ["base", "x"]) == compare([base, cand], ["base", "x"])
+    with pytest.raises(DatakitError, match="at least one candidate"):
+        compare([base], ["base"])
+    with pytest.raises(DatakitError, match="1 names for 2 runs"):
+        compare([base, cand], ["base"])
+
+
+def test_a_metric_without_item_scores_falls_back_to_an_unpaired_normal_test():
+    base, cand = suite([True] * 10), suite([True] * 10, adapter="sft")
+    base.metrics["mmlu.acc"] = Metric(value=0.50, stderr=0.01, n=1000)
+    cand.metrics["mmlu.acc"] = Metric(value=0.46, stderr=0.01, n=1000)
+    (r,) = evaluate_gates(spec({"metric": "mmlu.acc", "max_drop": 0.02, "require_significance": True}),
+                          base, cand, "sft")
+    assert r.test == "normal (unpaired)" and r.verdict == "fail" and r.n == 1000
+    assert r.p_value == pytest.approx(2 * 0.5 * math.erfc(0.04 / math.hypot(0.01, 0.01) / math.sqrt(2)))
