@@ -16,9 +16,10 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 def render() -> dict[str, str]:
     """File name -> JSON text for every model, stable across runs."""
+    from datakit.evals.gate import GateSpec
     from datakit.train.recipe import RecipeSpec
 
-    models = {**JSON_SCHEMA_MODELS, "recipe": RecipeSpec}
+    models = {**JSON_SCHEMA_MODELS, "recipe": RecipeSpec, "gate": GateSpec}
     return {
         f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for name, model in models.items()
