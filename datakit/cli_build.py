@@ -32,3 +32,27 @@ def build_cpt(
     out.print(f"{'committed' if created else 'unchanged:'} [bold]{m.ref}[/] ({stats['rows_out']} {unit}s from "
               f"{stats['documents']} documents, {stats['pages']} pages; {stats['furniture_lines_removed']} header/footer "
               f"lines and {stats['removed']} pieces dropped {stats['dropped']})")
+
+
+@build_app.command("identity")
+def build_identity(
+    spec: Annotated[Path, typer.Argument(help="Identity spec YAML: name, maker, description, languages, seeds.")],
+    name: Annotated[str, typer.Option("--name", help="Output dataset name.")],
+    drop_denied: Annotated[bool, typer.Option("--drop-denied", help="Leave out seed rows that name another vendor.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Affirm and deny identity rows in every language, varied, never naming another vendor or padded with copies."""
+    from datakit.build.identity import build_identity as build, load_spec
+    from datakit.ops import runner
+
+    s = load_spec(spec)
+    o = build(s, spec.resolve().parent, drop_denied=drop_denied)
+    m, created = runner.commit(reg(), name=name, kind="identity", inputs=[], op="build-identity",
+                               params={**s.model_dump(), "drop_denied": drop_denied}, out=o)
+    if as_json:
+        emit_json({"ref": m.ref, "created": created, "content_hash": m.content_hash, "stats": o.stats})
+        return
+    st = o.stats
+    out.print(f"{'committed' if created else 'unchanged:'} [bold]{m.ref}[/] ({st['rows_out']} rows: "
+              f"{st['distinct_questions']} distinct questions, {st['distinct_answers']} distinct answers, "
+              f"{st['by_intent']}, {st['by_lang']}; {st['denied_rows']} denied, {st['duplicate_rows']} copies dropped)")

@@ -36,3 +36,27 @@ def compare(
         out.print(f"{'all gates passed' if res.ok else f'{len(res.failed)} gate(s) failed'}; reports in {out_dir}")
     if not res.ok:
         raise typer.Exit(1)
+
+
+@app.command(name="eval")
+def eval_cmd(
+    suite: Annotated[Path, typer.Argument(help="Eval suite YAML (schemas/suite.schema.json).")],
+    model: Annotated[str, typer.Option("--model", help="Model folder, or openai:MODEL@BASE_URL with --backend openai.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json.")],
+    backend: Annotated[str, typer.Option("--backend", help="hf, mlx or openai.")] = "hf",
+    adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Adapter folder (peft for hf, mlx-lm for mlx).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a suite's probes on a model (and adapter); writes results.json with every item and metric."""
+    from datakit.cli_common import reg
+    from datakit.evals.run import evaluate
+
+    if backend not in ("hf", "mlx", "openai"):
+        raise typer.BadParameter(f"--backend {backend}: use hf, mlx or openai")
+    res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter) if adapter else None, out_dir=out_dir)
+    if as_json:
+        emit_json({"out": str(out_dir / "results.json"), "metrics": {k: v.model_dump() for k, v in res.metrics.items()}})
+        return
+    for name, m in res.metrics.items():
+        out.print(f"  {name:28} {m.value:.3f} ± {m.stderr:.3f} (n={m.n})")
+    out.print(f"results: {out_dir / 'results.json'}")

@@ -16,10 +16,12 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 def render() -> dict[str, str]:
     """File name -> JSON text for every model, stable across runs."""
+    from datakit.build.identity import IdentitySpec
     from datakit.evals.gate import GateSpec
+    from datakit.evals.suite import SuiteSpec
     from datakit.train.recipe import RecipeSpec
 
-    models = {**JSON_SCHEMA_MODELS, "recipe": RecipeSpec, "gate": GateSpec}
+    models = {**JSON_SCHEMA_MODELS, "recipe": RecipeSpec, "gate": GateSpec, "suite": SuiteSpec, "identity": IdentitySpec}
     return {
         f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for name, model in models.items()

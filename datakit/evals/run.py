@@ -1,0 +1,93 @@
+"""`datakit eval`: one suite on one model (plus adapter), every probe scored, results.json written.
+
+    results = evaluate(reg, Path("recipes/evals/example-suite.yaml"), backend="hf", model="models/base",
+                       adapter=None, out_dir=Path("evals/base"))
+Generation probes (knowledge, completion, identity, bleed, refusal) are answered through the chat
+template in batches; choice probes pick the choice with the highest summed log-likelihood after
+the prompt; perplexity probes report NLL per token of their `text`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+from datakit.evals.results import EvalResults, Item, aggregate
+from datakit.evals.runners import Runner, make_runner
+from datakit.evals.scorers import probe_prompt, score, score_choice, score_perplexity
+from datakit.evals.suite import SuiteSpec, load_probes, load_suite
+
+GENERATION_TYPES = ("knowledge", "completion", "identity", "bleed", "refusal")
+
+
+def conversation(probe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat a probe asks: its messages (minus a trailing assistant turn), else its prompt as a user turn."""
+    msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in probe.get("messages") or []]
+    while msgs and msgs[-1]["role"] == "assistant":
+        msgs.pop()
+    return msgs or [{"role": "user", "content": probe["prompt"]}]
+
+
+def choice_pairs(probe: dict[str, Any]) -> list[tuple[str, str]]:
+    """(context, continuation) per choice; a space joins them unless the prompt ends in whitespace."""
+    ctx = probe_prompt(probe)
+    sep = "" if not ctx or ctx[-1].isspace() else " "
+    return [(ctx, sep + c) for c in probe["choices"]]
+
+
+def score_all(runner: Runner, spec: SuiteSpec, probes: list[dict[str, Any]]) -> list[Item]:
+    """Every probe scored, in probe order."""
+    g = spec.generation
+    gen = [p for p in probes if p["type"] in GENERATION_TYPES]
+    outputs = runner.generate([conversation(p) for p in gen], max_new_tokens=g.max_new_tokens,
+                              temperature=g.temperature, seed=g.seed, batch_size=g.batch_size) if gen else []
+    items: dict[int, Item] = {id(p): score(p, out, spec) for p, out in zip(gen, outputs)}
+    choice = [p for p in probes if p["type"] == "choice"]
+    if choice:
+        pairs = [pair for p in choice for pair in choice_pairs(p)]
+        lls, at = runner.loglik(pairs), 0
+        for p in choice:
+            n = len(p["choices"])
+            items[id(p)] = score_choice(p, lls[at:at + n])
+            at += n
+    ppl = [p for p in probes if p["type"] == "perplexity"]
+    for p, (nll, tokens) in zip(ppl, runner.nll([p["text"] for p in ppl]) if ppl else []):
+        items[id(p)] = score_perplexity(p, nll, tokens)
+    if missing := [p.get("id") for p in probes if id(p) not in items]:
+        raise DatakitError(f"probes {missing[:5]} have a type no scorer handles; use one of the known probe types")
+    return [items[id(p)] for p in probes]
+
+
+def evaluate(reg: Any, suite_path: Path, *, backend: str, model: str | Path, adapter: str | Path | None = None,
+             out_dir: Path, runner: Runner | None = None) -> EvalResults:
+    """Run the suite and write `out_dir/results.json`. Pass `runner` to reuse a loaded model."""
+    spec = load_suite(Path(suite_path))
+    probes, source = load_probes(reg, spec, Path(suite_path).parent)
+    runner = runner or make_runner(backend, model, adapter)
+    items = score_all(runner, spec, probes)
+    local = Path(str(model))
+    results = EvalResults(
+        suite=spec.name, backend=backend, model=str(model), adapter=str(adapter) if adapter else None,
+        model_fingerprint=_fingerprint(local, adapter) if backend != "openai" and local.is_dir() else {},
+        probes=source, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), items=items,
+        metrics=aggregate(items),
+        # TODO(lm-eval): run spec.lm_eval_tasks through lm-eval's harness and record their scores here.
+        lm_eval={task: {"status": "not run"} for task in spec.lm_eval_tasks},
+        settings={"generation": spec.generation.model_dump(), "scoring": spec.scoring.model_dump(),
+                  "seed": spec.generation.seed, "suite_file": str(suite_path)},
+    )
+    results.write(out_dir)
+    return results
+
+
+def _fingerprint(path: Path, adapter: str | Path | None) -> dict[str, str]:
+    """The base model's config hashes, plus the adapter's weight files' sha256 (two adapters never look alike)."""
+    from datakit.registry import sha256_file
+    from datakit.tiny import model_fingerprint
+
+    out = model_fingerprint(path)
+    if adapter is not None and Path(adapter).is_dir():
+        out.update({f"adapter/{p.name}": sha256_file(p) for p in sorted(Path(adapter).glob("*.safetensors"))})
+    return out
