@@ -181,7 +181,7 @@ def test_a_gate_on_a_missing_metric_names_the_metric_and_the_available_ones():
 def test_a_gate_file_with_two_thresholds_on_one_gate_is_refused_with_the_file_named(tmp_path):
     f = tmp_path / "gate.yaml"
     f.write_text("gates:\n  - {metric: general.accuracy, max_drop: 0.02, min: 0.5}\n")
-    with pytest.raises(DatakitError, match=r"gate\.yaml.*exactly one of"):
+    with pytest.raises(DatakitError, match=r"(?s)gate\.yaml.*exactly one of"):
         load_gate(f)
 
 

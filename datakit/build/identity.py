@@ -16,11 +16,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from datakit.build.identity_templates import TEMPLATES
 from datakit.errors import DatakitError
+from datakit.specfile import load_spec_file
 from datakit.ops.runner import OpOutput
 from datakit.storage import records_to_frame
 from datakit.text import guess_lang
@@ -39,13 +39,7 @@ class IdentitySpec(BaseModel):
 
 
 def load_spec(path: Path) -> IdentitySpec:
-    try:
-        return IdentitySpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise DatakitError(f"{path}: no such identity spec") from None
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise DatakitError(f"{path}: {problems}") from None
+    return load_spec_file(path, IdentitySpec, "identity spec", "identity.schema.json")
 
 
 def _chat(q: str, a: str, intent: str, lang: str, group: str) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datakit.errors import DatakitError
+from datakit.specfile import load_spec_file
 from datakit.evals import stats
 from datakit.evals.results import EvalResults, metric_name
 
@@ -153,15 +153,8 @@ class GateSpec(BaseModel):
 
 
 def load_gate(path: Path) -> GateSpec:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DatakitError(f"gate file {path}: cannot read it ({e}); pass a readable YAML file to --gate") from e
-    try:
-        return GateSpec.model_validate(raw if raw is not None else {})
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(map(str, er['loc'])) or '<top>'}: {er['msg']}" for er in e.errors())
-        raise DatakitError(f"gate file {path}: {errs}. Fix the YAML; see recipes/gates/default-gate.yaml") from e
+    """A gate YAML; see recipes/gates/default-gate.yaml."""
+    return load_spec_file(path, GateSpec, "gate", "gate.schema.json")
 
 
 class GateResult(BaseModel):

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from datakit.errors import DatakitError
+from datakit.specfile import load_spec_file
 
 
 class _Spec(BaseModel):
@@ -57,19 +57,7 @@ class SuiteSpec(_Spec):
 
 def load_suite(path: Path) -> SuiteSpec:
     """YAML into a SuiteSpec; every problem in one message that names the file and field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatakitError(f"{path}: no such suite file") from None
-    except yaml.YAMLError as e:
-        raise DatakitError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise DatakitError(f"{path}: a suite is a mapping with at least name and probes")
-    try:
-        return SuiteSpec.model_validate(raw)
-    except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors()]
-        raise DatakitError(f"{path}: {len(lines)} problem(s) in the suite:\n" + "\n".join(lines)) from None
+    return load_spec_file(path, SuiteSpec, "suite", "suite.schema.json")
 
 
 def _is_path(ref: str) -> bool:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from datakit.errors import DatakitError
+from datakit.specfile import load_spec_file
 from datakit.ops import mix_plan as plan
 from datakit.ops import runner
 from datakit.ops.runner import OpOutput
@@ -65,28 +65,7 @@ class MixResult(BaseModel):
 
 def load_spec(path: Path) -> MixtureSpec:
     """Read a mixture YAML; every problem is reported at once, with the file and the field."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DatakitError(f"{path}: cannot read the mixture ({e.strerror}); check the path") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise DatakitError(f"{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from e
-    if not isinstance(data, dict):
-        raise DatakitError(f"{path}: a mixture is a YAML mapping (name, components, ...), got {type(data).__name__}")
-    try:
-        return MixtureSpec.model_validate(data)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "mixture"
-            msg = str(err["ctx"]["error"]) if "error" in err.get("ctx", {}) else err["msg"]
-            got = "" if err["type"] == "missing" else f" (got {err['input']!r:.60})"
-            lines += [f"  {loc}: {m}{got}" for m in msg.split("; ")]
-        raise DatakitError(f"{path}: {len(lines)} problem(s) in the mixture:\n" + "\n".join(lines)
-                           + "\nevery field is described in schemas/mixture.schema.json") from e
+    return load_spec_file(path, MixtureSpec, "mixture", "mixture.schema.json")
 
 
 def planned_shares(spec: MixtureSpec) -> np.ndarray:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datakit.errors import DatakitError
+from datakit.specfile import load_spec_file
 from datakit.schemas import check_name
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -92,25 +92,7 @@ class RecipeSpec(_Spec):
         return self
 
 
-def _format(e: ValidationError, path: Path) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {err['msg']}")
-    return f"{path}: {len(lines)} problem(s) in the recipe:\n" + "\n".join(lines)
-
-
 def load_recipe(path: Path) -> RecipeSpec:
     """YAML into a RecipeSpec; every problem in one message that names the file and field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatakitError(f"{path}: no such recipe file") from None
-    except yaml.YAMLError as e:
-        raise DatakitError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise DatakitError(f"{path}: a recipe is a mapping with name, backend, base_model and stages")
-    try:
-        return RecipeSpec.model_validate(raw)
-    except ValidationError as e:
-        raise DatakitError(_format(e, path)) from None
+    return load_spec_file(path, RecipeSpec, "recipe", "recipe.schema.json")
+
