@@ -49,3 +49,20 @@ def test_eval_the_example_suite_on_a_tiny_model_then_compare_a_rerun(cli, tmp_pa
     c = cli("compare", str(tmp_path / "base"), str(tmp_path / "rerun"), "--names", "base,base-rerun",
             "--out", str(tmp_path / "report"), "--json", check_json=True)
     assert c.returncode == 0 and c.json["noise_flips"] == 0  # greedy decoding: a rerun flips nothing
+
+
+def test_perplexity_by_group_has_the_name_design_uses_and_gates_as_lower_is_better(tmp_path):
+    from datakit.evals.compare import compare
+    from datakit.evals.gate import GateSpec
+
+    def res(nll: float) -> EvalResults:
+        items = [Item(id=f"p{i}", type="perplexity", group="general", prompt="t", score=nll + 0.01 * i, tokens=40)
+                 for i in range(30)]
+        return EvalResults(suite="s", backend="hf", model=f"m{nll}", probes="p", created="now", items=items,
+                           metrics=aggregate(items))
+
+    base, worse = res(2.0), res(2.4)
+    assert "perplexity.general" in base.metrics and abs(base.metrics["perplexity.general"].value - 2.145) < 1e-9
+    spec = GateSpec.model_validate({"gates": [{"metric": "perplexity.general", "max_rise_pct": 5}]})
+    assert compare([base, worse], ["base", "cand"], spec=spec).ok is False  # a 20% rise in NLL fails
+    assert compare([base, res(1.9)], ["base", "cand"], spec=spec).ok is True  # a drop is an improvement

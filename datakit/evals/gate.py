@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from datakit.errors import DatakitError
 from datakit.specfile import load_spec_file
 from datakit.evals import stats
-from datakit.evals.results import EvalResults, metric_name
+from datakit.evals.results import EvalResults, metric_names
 
 # kind -> (relative to base, in percent of base, higher is better for the gated quantity)
 KINDS: dict[str, tuple[bool, bool, bool]] = {
@@ -37,7 +37,7 @@ LOWER_IS_BETTER = {"rate", "nll", "loss", "ppl", "perplexity"}
 
 def higher_is_better(metric: str) -> bool:
     """accuracy / pass_rate go up when a model improves; bleed.rate and NLL go down."""
-    return metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
+    return not metric.startswith("perplexity.") and metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
 
 
 def metric_scores(res: EvalResults, metric: str) -> tuple[dict[str, float], dict[str, float] | None]:
@@ -45,13 +45,11 @@ def metric_scores(res: EvalResults, metric: str) -> tuple[dict[str, float], dict
     scores: dict[str, float] = {}
     tokens: dict[str, float] = {}
     for it in res.items:
-        m = metric_name(it)
-        names = {f"{it.type}.{m}"} | ({f"{it.group}.{m if it.type != 'perplexity' else 'nll'}"} if it.group else set())
-        if metric in names:
+        if metric in metric_names(it):
             scores[it.id] = it.score
             if it.tokens:
                 tokens[it.id] = float(it.tokens)
-    weighted = metric.endswith(".nll") and scores and len(tokens) == len(scores)
+    weighted = (metric.endswith(".nll") or metric.startswith("perplexity.")) and scores and len(tokens) == len(scores)
     return scores, (tokens if weighted else None)
 
 

@@ -66,6 +66,18 @@ def metric_name(item: Item) -> str:
     return TYPE_METRIC.get(item.type, "score")
 
 
+def metric_names(it: Item) -> list[str]:
+    """Every metric an item counts toward: `<type>.<metric>`, `<group>.<metric>`, and for perplexity
+    also `perplexity.<group>` (the name DESIGN's gate example uses)."""
+    m = metric_name(it)
+    names = [f"{it.type}.{m}"]
+    if it.group:
+        names.append(f"{it.group}.{m if it.type != 'perplexity' else 'nll'}")
+        if it.type == "perplexity":
+            names.append(f"perplexity.{it.group}")
+    return names
+
+
 def aggregate(items: list[Item]) -> dict[str, Metric]:
     """Mean and standard error per `<type>.<metric>` and, for items with a group, `<group>.<metric>`.
 
@@ -73,16 +85,14 @@ def aggregate(items: list[Item]) -> dict[str, Metric]:
     """
     buckets: dict[str, list[Item]] = defaultdict(list)
     for it in items:
-        m = metric_name(it)
-        buckets[f"{it.type}.{m}"].append(it)
-        if it.group:
-            buckets[f"{it.group}.{m if it.type != 'perplexity' else 'nll'}"].append(it)
+        for name in metric_names(it):
+            buckets[name].append(it)
     out = {}
     for name, its in sorted(buckets.items()):
         xs = [i.score for i in its]
         n = len(xs)
         mean = sum(xs) / n
-        if name.endswith(".nll") and all(i.tokens for i in its):
+        if its[0].type == "perplexity" and all(i.tokens for i in its):
             mean = sum(i.score * i.tokens for i in its) / sum(i.tokens for i in its)  # type: ignore[operator]
         var = sum((x - sum(xs) / n) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
         out[name] = Metric(value=mean, stderr=math.sqrt(var / n) if n > 1 else 0.0, n=n)
