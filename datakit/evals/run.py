@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.evals.lmeval import run_suite_tasks
 from datakit.evals.results import EvalResults, Item, aggregate
 from datakit.evals.runners import Runner, make_runner
 from datakit.evals.scorers import probe_prompt, score, score_choice, score_perplexity
@@ -73,8 +74,7 @@ def evaluate(reg: Any, suite_path: Path, *, backend: str, model: str | Path, ada
         model_fingerprint=_fingerprint(local, adapter) if backend != "openai" and local.is_dir() else {},
         probes=source, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), items=items,
         metrics=aggregate(items),
-        # TODO(lm-eval): run spec.lm_eval_tasks through lm-eval's harness and record their scores here.
-        lm_eval={task: {"status": "not run"} for task in spec.lm_eval_tasks},
+        lm_eval=run_suite_tasks(spec.lm_eval_tasks, backend=backend, model=model, adapter=adapter, out_dir=out_dir),
         settings={"generation": spec.generation.model_dump(), "scoring": spec.scoring.model_dump(),
                   "seed": spec.generation.seed, "suite_file": str(suite_path)},
     )

@@ -1,0 +1,101 @@
+"""lm-eval beside datakit's probes: a local task from probes scores like datakit, offline tasks are reported,
+the adapter's tokenizer is used, and the response cache is per model. Tiny real models; nothing downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datakit.evals.lmeval import cache_path, hflm_args, run_suite_tasks, run_tasks, write_local_task
+from datakit.evals.run import choice_pairs
+from datakit.tiny import build_llama
+
+CHOICE = [
+    {"id": "c1", "type": "choice", "prompt": "The capital of Korea is", "choices": ["Seoul.", "Tokyo.", "Paris."], "answer": 0},
+    {"id": "c2", "type": "choice", "prompt": "The sky is", "choices": ["green.", "blue."], "answer": 1},
+    {"id": "c3", "type": "choice", "prompt": "Python's sort is ", "choices": ["stable", "random", "slow"], "answer": 0},
+    {"id": "c4", "type": "choice", "prompt": "Hello! I am a", "choices": ["helpful assistant.", "cat.", "tree."], "answer": 2},
+    {"id": "c5", "type": "choice", "prompt": "서울은 한국의", "choices": ["수도입니다.", "하늘입니다."], "answer": 0},
+]
+KNOWLEDGE = [{"id": "k1", "type": "knowledge", "prompt": "What is the capital of Korea?", "expect": "Seoul"}]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_llama(tmp_path_factory.mktemp("lmeval") / "base")
+
+
+def test_a_local_choice_task_scores_in_lm_eval_exactly_as_datakit_scores_the_same_probes(model: Path, tmp_path: Path) -> None:
+    from datakit.evals.runners import HFRunner
+    from datakit.evals.scorers import score_choice
+
+    folder = write_local_task(CHOICE + KNOWLEDGE, tmp_path / "tasks", task_name="dk", tokenizer_dir=model)
+    cfg = yaml.safe_load((folder / "dk_choice" / "dk_choice.yaml").read_text())
+    assert cfg["test_split"] == "train" and cfg["dataset_path"] == "json"
+    know = yaml.safe_load((folder / "dk_knowledge" / "dk_knowledge.yaml").read_text())
+    assert know["generation_kwargs"]["until"] == ["<|im_end|>"]
+
+    out = run_tasks(["dk_choice", "dk_knowledge"], model=model, adapter=None, out_dir=tmp_path / "out",
+                    include_path=folder)
+    runner = HFRunner(model)
+    ours = [score_choice(p, runner.loglik(choice_pairs(p))) for p in CHOICE]
+    print("datakit picks:", [i.detail for i in ours], "| lm-eval:", out["tasks"]["dk_choice"])
+    assert out["tasks"]["dk_choice"]["status"] == "ok" and out["tasks"]["dk_choice"]["n"] == len(CHOICE)
+    assert out["tasks"]["dk_choice"]["metrics"]["acc,none"] == pytest.approx(sum(i.score for i in ours) / len(ours))
+    assert out["tasks"]["dk_knowledge"]["status"] == "ok"
+    assert "exact_match,strip" in out["tasks"]["dk_knowledge"]["metrics"]
+    assert out["settings"]["fewshot_as_multiturn"] is False and out["settings"]["apply_chat_template"] is False
+
+
+def test_a_standard_task_needing_a_download_is_reported_unavailable_offline_without_raising(
+        model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    out = run_tasks(["hellaswag", "no_such_task_xyz"], model=model, adapter=None, out_dir=tmp_path)
+    assert out["tasks"]["hellaswag"]["status"] == "unavailable offline", out["tasks"]["hellaswag"]
+    assert "hellaswag" in out["tasks"]["hellaswag"]["reason"]
+    assert out["tasks"]["no_such_task_xyz"]["status"] == "unknown task"
+
+
+def test_other_backends_are_told_to_use_hf_and_no_tasks_means_nothing_recorded(tmp_path: Path) -> None:
+    out = run_suite_tasks(["hellaswag"], backend="mlx", model="m", adapter=None, out_dir=tmp_path)
+    assert out["tasks"] == {"hellaswag": {"status": "needs --backend hf"}}
+    assert run_suite_tasks([], backend="hf", model="m", adapter=None, out_dir=tmp_path) == {}
+
+
+def test_the_adapters_own_tokenizer_is_passed_to_hflm_when_the_adapter_saved_one(model: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bare, with_tok = tmp_path / "bare", tmp_path / "with_tok"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    peft_model.save_pretrained(bare)
+    peft_model.save_pretrained(with_tok)
+    AutoTokenizer.from_pretrained(model).save_pretrained(with_tok)
+
+    assert hflm_args(model, bare, device="cpu") | {} == {
+        "pretrained": str(model), "tokenizer": str(model), "peft": str(bare), "batch_size": 8, "device": "cpu"}
+    assert hflm_args(model, with_tok, device="cpu")["tokenizer"] == str(with_tok)
+    assert hflm_args(model, None, device="cpu")["tokenizer"] == str(model) and "peft" not in hflm_args(model, None)
+
+    folder = write_local_task(CHOICE[:2], tmp_path / "tasks", task_name="dk")
+    out = run_tasks(["dk_choice"], model=model, adapter=with_tok, out_dir=tmp_path / "out", include_path=folder)
+    assert out["tasks"]["dk_choice"]["status"] == "ok"
+    assert out["settings"]["model_args"]["tokenizer"] == str(with_tok)
+    assert out["settings"]["model_args"]["peft"] == str(with_tok)
+
+
+def test_the_response_cache_lives_under_out_dir_and_differs_between_two_models_with_the_same_config(
+        model: Path, tmp_path: Path) -> None:
+    other = build_llama(tmp_path / "other", seed=1)  # same config.json, different weights
+    a, b = cache_path(tmp_path, model, None), cache_path(tmp_path, other, None)
+    assert a != b and a == cache_path(tmp_path, model, None)
+    assert a.is_relative_to(tmp_path / "lm_eval_cache")
+
+    folder = write_local_task(CHOICE[:2], tmp_path / "tasks", task_name="dk")
+    out = run_tasks(["dk_choice"], model=model, adapter=None, out_dir=tmp_path, include_path=folder, cache=True)
+    assert out["settings"]["use_cache"] == str(a)
+    assert list(a.parent.glob("responses*.db")), "lm-eval wrote no cache db where run_tasks said it would"
