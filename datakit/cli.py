@@ -46,7 +46,7 @@ def ingest(
 @app.command()
 def export(
     ref: Annotated[str, typer.Argument(help="Dataset ref: name, name@v2, name@TAG or name@HASH.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits), lm-eval (probes as local tasks).")],
     out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl, parquet) or folder (mlx, hf).")],
     tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Model folder whose tokenizer preflights the rows.")] = None,
     max_seq_len: Annotated[int, typer.Option(help="Length the preflight counts truncation against.")] = 1024,
@@ -58,6 +58,9 @@ def export(
     if fmt in PLAIN_FORMATS:
         m, n = export_rows(reg(), ref, fmt, out_path)
         info = {"ref": m.ref, "format": fmt, "rows": n}
+    elif fmt == "lm-eval":  # a probes dataset as local lm-eval tasks the harness runs offline
+        info = _export_lm_eval(ref, out_path, tokenizer)
+        tokenizer = None
     else:
         info = export_training(reg(), ref, fmt, out_path)
     if tokenizer is not None:
@@ -70,6 +73,20 @@ def export(
         out.print(info["preflight"]["text"])
     if "preflight" in info and not info["preflight"]["ok"]:
         raise typer.Exit(1)
+
+
+def _export_lm_eval(ref: str, out_path: Path, tokenizer: Optional[Path]) -> dict:
+    from datakit.errors import DatakitError
+    from datakit.evals.lmeval import write_local_task
+    from datakit.storage import frame_to_records
+
+    r = reg()
+    m = r.resolve(ref)
+    if m.kind != "probes":
+        raise DatakitError(f"--format lm-eval writes eval probes; {m.ref} is {m.kind}")
+    folder = write_local_task(list(frame_to_records("probes", r.load(m))), out_path,
+                              task_name=m.name.replace("-", "_"), tokenizer_dir=tokenizer)
+    return {"ref": m.ref, "format": "lm-eval", "rows": m.rows, "tasks": str(folder)}
 
 
 def _export_preflight(ref: str, model_dir: Path, max_seq_len: int, backend: str) -> dict:

@@ -45,6 +45,7 @@ def eval_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json.")],
     backend: Annotated[str, typer.Option("--backend", help="hf, mlx or openai.")] = "hf",
     adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Adapter folder (peft for hf, mlx-lm for mlx).")] = None,
+    with_base: Annotated[Optional[Path], typer.Option("--with-base", help="hf with --adapter: also evaluate the base (adapter off) from the same loaded model into this folder, and add forgetting.kl.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a suite's probes on a model (and adapter); writes results.json with every item and metric."""
@@ -53,10 +54,36 @@ def eval_cmd(
 
     if backend not in ("hf", "mlx", "openai"):
         raise typer.BadParameter(f"--backend {backend}: use hf, mlx or openai")
-    res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter) if adapter else None, out_dir=out_dir)
+    if with_base is not None:
+        res = _eval_with_base(suite, model, adapter, backend, out_dir, with_base)
+    else:
+        res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter) if adapter else None, out_dir=out_dir)
     if as_json:
         emit_json({"out": str(out_dir / "results.json"), "metrics": {k: v.model_dump() for k, v in res.metrics.items()}})
         return
     for name, m in res.metrics.items():
         out.print(f"  {name:28} {m.value:.3f} ± {m.stderr:.3f} (n={m.n})")
     out.print(f"results: {out_dir / 'results.json'}")
+
+
+def _eval_with_base(suite: Path, model: str, adapter: Optional[Path], backend: str, out_dir: Path, base_dir: Path):
+    """Base and tuned from one loaded HF model (adapter off, then on), plus the label-free KL forgetting items."""
+    from datakit.cli_common import reg
+    from datakit.errors import DatakitError
+    from datakit.evals.forgetting import kl_items
+    from datakit.evals.results import aggregate
+    from datakit.evals.run import evaluate
+    from datakit.evals.runners import HFRunner
+    from datakit.evals.suite import load_probes, load_suite
+
+    if backend != "hf" or adapter is None:
+        raise DatakitError("--with-base needs --backend hf and --adapter: the base is the same model with the adapter off")
+    runner = HFRunner(model, adapter)
+    with runner.with_adapter(False):
+        evaluate(reg(), suite, backend=backend, model=model, adapter=None, out_dir=base_dir, runner=runner)
+    res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter), out_dir=out_dir, runner=runner)
+    probes, _ = load_probes(reg(), load_suite(suite), suite.resolve().parent)
+    res.items += kl_items(runner, probes)
+    res.metrics = aggregate(res.items)
+    res.write(out_dir)
+    return res

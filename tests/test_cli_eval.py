@@ -66,3 +66,76 @@ def test_perplexity_by_group_has_the_name_design_uses_and_gates_as_lower_is_bett
     spec = GateSpec.model_validate({"gates": [{"metric": "perplexity.general", "max_rise_pct": 5}]})
     assert compare([base, worse], ["base", "cand"], spec=spec).ok is False  # a 20% rise in NLL fails
     assert compare([base, res(1.9)], ["base", "cand"], spec=spec).ok is True  # a drop is an improvement
+
+
+def test_the_gate_fails_a_really_damaged_model_and_passes_an_identical_one(cli, tmp_path, external):
+    """Real weights: a CPT adapter learns general text; the same adapter with its weights perturbed is the
+    regression. Perplexity on that text is gated as DESIGN's example does (perplexity.general, +5% max)."""
+    import datasets
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from datakit.text import segment_sentences
+    from datakit.tiny import build_llama
+    from datakit.train import hf_backend
+    from datakit.train.job import StageJob
+    from datakit.train.recipe import StageSpec
+
+    line = (external / "wiki_demo.txt").read_text(encoding="utf-8").splitlines()[0]
+    sents = [s for s in segment_sentences(line) if 8 <= len(s.split()) <= 30][:16]
+    model = build_llama(tmp_path / "model", texts=sents)
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": s} for s in sents])}).save_to_disk(str(tmp_path / "data"))
+    spec = StageSpec.model_validate({"stage": "cpt", "data": "x", "lora": {"rank": 8, "alpha": 16, "dropout": 0.0},
+                                     "train": {"iters": 40, "batch_size": 4, "lr": 5e-3, "schedule": "constant",
+                                               "warmup": 0.0, "max_seq_len": 96, "eval_every": 40, "save_every": 40}})
+    job = StageJob(stage=spec, base_model=model, data_dir=tmp_path / "data", out_dir=tmp_path / "cpt")
+    hf_backend.run_stage(job)
+    damaged = tmp_path / "damaged-adapter"
+    import shutil
+
+    shutil.copytree(job.adapter_dir, damaged)
+    weights = load_file(damaged / "adapter_model.safetensors")
+    torch.manual_seed(0)
+    save_file({k: v + 0.5 * torch.randn_like(v) for k, v in weights.items()}, damaged / "adapter_model.safetensors")
+
+    (tmp_path / "probes.jsonl").write_text("".join(
+        json.dumps({"id": f"ppl-{i}", "type": "perplexity", "group": "general", "text": s}) + "\n" for i, s in enumerate(sents)))
+    (tmp_path / "suite.yaml").write_text("name: forgetting\nprobes: probes.jsonl\n")
+    (tmp_path / "gate.yaml").write_text("gates:\n  - {metric: perplexity.general, max_rise_pct: 5}\n")
+    for name, adapter in (("tuned", job.adapter_dir), ("tuned-again", job.adapter_dir), ("damaged", damaged)):
+        p = cli("eval", str(tmp_path / "suite.yaml"), "--model", str(model), "--adapter", str(adapter),
+                "--backend", "hf", "--out", str(tmp_path / name))
+        assert p.returncode == 0, p.stderr[-2000:]
+    same = cli("compare", str(tmp_path / "tuned"), str(tmp_path / "tuned-again"), "--gate", str(tmp_path / "gate.yaml"),
+               "--out", str(tmp_path / "r-same"))
+    assert same.returncode == 0, same.stdout
+    bad = cli("compare", str(tmp_path / "tuned"), str(tmp_path / "damaged"), "--gate", str(tmp_path / "gate.yaml"),
+              "--out", str(tmp_path / "r-bad"))
+    assert bad.returncode == 1 and "perplexity.general" in bad.stdout
+
+
+def test_with_base_evaluates_both_from_one_model_and_reports_forgetting_kl(cli, tmp_path):
+    """The adapter switched off is the base: its results equal a separate base run; KL is 0 for a zero adapter
+    and positive once the adapter's weights move."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    from datakit.tiny import build_llama
+
+    model = build_llama(tmp_path / "model")
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    peft.save_pretrained(tmp_path / "adapter")
+    w = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    save_file({k: v + 0.3 * torch.randn_like(v) for k, v in w.items()}, tmp_path / "adapter" / "adapter_model.safetensors")
+    suite = Path(__file__).resolve().parent.parent / "recipes" / "evals" / "example-suite.yaml"
+    p = cli("eval", str(suite), "--model", str(model), "--adapter", str(tmp_path / "adapter"), "--backend", "hf",
+            "--out", str(tmp_path / "tuned"), "--with-base", str(tmp_path / "base"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    sep = cli("eval", str(suite), "--model", str(model), "--backend", "hf", "--out", str(tmp_path / "base-alone"))
+    assert sep.returncode == 0
+    a, b = EvalResults.read(tmp_path / "base"), EvalResults.read(tmp_path / "base-alone")
+    assert [(i.id, i.output) for i in a.items] == [(i.id, i.output) for i in b.items]
+    tuned = EvalResults.read(tmp_path / "tuned")
+    assert tuned.metrics["forgetting.kl"].value > 0 and tuned.metrics["forgetting.kl"].n == 2

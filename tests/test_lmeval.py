@@ -99,3 +99,16 @@ def test_the_response_cache_lives_under_out_dir_and_differs_between_two_models_w
     out = run_tasks(["dk_choice"], model=model, adapter=None, out_dir=tmp_path, include_path=folder, cache=True)
     assert out["settings"]["use_cache"] == str(a)
     assert list(a.parent.glob("responses*.db")), "lm-eval wrote no cache db where run_tasks said it would"
+
+
+def test_cli_exports_a_probes_dataset_as_local_lm_eval_tasks(cli, tmp_path):
+    probes = Path(__file__).resolve().parent.parent / "recipes" / "evals" / "example-probes.jsonl"
+    assert cli("ingest", str(probes), "--name", "acme-probes", "--kind", "probes").returncode == 0
+    p = cli("export", "acme-probes", "--format", "lm-eval", "--out", str(tmp_path / "tasks"), "--json", check_json=True)
+    assert p.returncode == 0, p.stderr
+    names = sorted(x.name for x in (tmp_path / "tasks").iterdir())
+    assert names == ["acme_probes_choice", "acme_probes_knowledge"]
+    yml = next((tmp_path / "tasks" / "acme_probes_choice").glob("*.yaml")).read_text()
+    assert "dataset_path: json" in yml and "test_split: train" in yml
+    bad = cli("export", "nope", "--format", "lm-eval", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2

@@ -32,7 +32,7 @@ KINDS: dict[str, tuple[bool, bool, bool]] = {
     "max_drop_pct": (True, True, True), "max_rise_pct": (True, True, False),
     "min": (False, False, True), "max": (False, False, False),
 }
-LOWER_IS_BETTER = {"rate", "nll", "loss", "ppl", "perplexity"}
+LOWER_IS_BETTER = {"rate", "nll", "loss", "ppl", "perplexity", "kl"}
 
 
 def higher_is_better(metric: str) -> bool:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 # Metric name per probe type: pass/fail types report a rate, perplexity a mean NLL per token.
 TYPE_METRIC = {
     "knowledge": "accuracy", "completion": "accuracy", "choice": "accuracy", "identity": "pass_rate",
-    "refusal": "pass_rate", "bleed": "rate", "perplexity": "nll",
+    "refusal": "pass_rate", "bleed": "rate", "perplexity": "nll", "forgetting": "kl",
 }
 
 
@@ -71,7 +71,7 @@ def metric_names(it: Item) -> list[str]:
     also `perplexity.<group>` (the name DESIGN's gate example uses)."""
     m = metric_name(it)
     names = [f"{it.type}.{m}"]
-    if it.group:
+    if it.group and it.type != "forgetting":
         names.append(f"{it.group}.{m if it.type != 'perplexity' else 'nll'}")
         if it.type == "perplexity":
             names.append(f"perplexity.{it.group}")
