@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Literal
 
 import polars as pl
 import regex
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, computed_field
 
 from datakit.evals.denylist import find_vendor_names, load_deny_file
 from datakit.registry import Registry
@@ -55,12 +55,23 @@ _GLOSS_RE = regex.compile(r"[(（]\p{sc=Han}+[)）]")  # 대한민국(大韓民�
 class Finding(BaseModel):
     level: Level
     check: str
-    row: int | None = None
+    row: int | None = Field(None, description="0-based position in the version's row order")
     field: str | None = None
     matched: str | None = None
     canonical: str | None = None
     suggestion: str | None = None
     message: str
+
+    # The names the CLI contract gives in `lint --json`, beside the model's own.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def match(self) -> str | None:
+        return self.matched
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def severity(self) -> str:
+        return self.level
 
 
 class LintReport(BaseModel):

@@ -79,6 +79,11 @@ def test_identity_json_rows_naming_openai_and_chatgpt_are_errors(reg, external):
     assert {"OpenAI", "ChatGPT"} <= {f.canonical for f in errors}
     assert not report.ok
     assert all(f.suggestion in ("another AI model", "another company", "其他AI模型", "其他公司") for f in errors)
+    # exactly the file's real failures: four English prompts, four Chinese prompts, three Chinese answers
+    assert {f.row for f in errors} == {11, 12, 13, 14, 87, 88, 89, 90}
+    assert {f.row for f in errors if f.field == "messages[1]"} == {88, 89, 90}
+    dumped = report.model_dump(mode="json")["findings"][0]
+    assert {"row", "field", "match", "canonical", "severity"} <= set(dumped)
 
 
 def test_vendor_names_in_ordinary_alpaca_rows_are_only_warnings(reg, external):
