@@ -56,3 +56,31 @@ def build_identity(
     out.print(f"{'committed' if created else 'unchanged:'} [bold]{m.ref}[/] ({st['rows_out']} rows: "
               f"{st['distinct_questions']} distinct questions, {st['distinct_answers']} distinct answers, "
               f"{st['by_intent']}, {st['by_lang']}; {st['denied_rows']} denied, {st['duplicate_rows']} copies dropped)")
+
+
+@build_app.command("sft")
+def build_sft(
+    source: Annotated[str, typer.Option("--from", help="A cpt dataset ref (knowledge sentences).")],
+    name: Annotated[str, typer.Option("--name", help="Output dataset name.")],
+    system: Annotated[str | None, typer.Option("--system", help="A system prompt put first in every conversation.")] = None,
+    seed: int = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grounded Q&A chats from each knowledge sentence (offline multilingual templates)."""
+    from datakit.build.sft import build_sft as build
+    from datakit.errors import DatakitError
+    from datakit.ops import runner
+
+    r = reg()
+    [(m, df)] = runner.load(r, [source])
+    if m.kind != "cpt":
+        raise DatakitError(f"--from {m.ref} is {m.kind}; build sft reads cpt knowledge sentences (datakit build cpt ... --unit sentence)")
+    o = build((m, df), system=system, seed=seed)
+    man, created = runner.commit(r, name=name, kind="sft", inputs=[m], op="build-sft",
+                                 params={"from": m.ref, "system": system, "seed": seed}, out=o)
+    if as_json:
+        emit_json({"ref": man.ref, "created": created, "content_hash": man.content_hash, "stats": o.stats})
+        return
+    st = o.stats
+    out.print(f"{'committed' if created else 'unchanged:'} [bold]{man.ref}[/] ({st['rows_out']} chats from "
+              f"{st['sentences_used']} of {st['sentences']} sentences, {st['langs']}; skipped {st['skipped']})")
