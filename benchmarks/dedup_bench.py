@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import peak_rss_mb
+from common import peak_rss_mb, run_child
 
 EXTERNAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external"
 THRESHOLD, NUM_PERM, NGRAM = 0.8, 128, 5
@@ -172,9 +171,7 @@ def bench(name: str, texts: list[str], pairs: list[tuple[int, int]], contenders:
     true_pairs = truth(texts, pairs)
     out = {"docs": len(texts), "planted_pairs": len(pairs), "true_pairs_at_threshold": len(true_pairs)}
     for c in contenders:
-        proc = subprocess.run([sys.executable, __file__, "--child", c, "--corpus", str(corpus)],
-                              capture_output=True, text=True, check=True)
-        out[c] = score(json.loads(proc.stdout.strip().splitlines()[-1]), len(texts), pairs, true_pairs)
+        out[c] = score(run_child(__file__, c, "--corpus", str(corpus)), len(texts), pairs, true_pairs)
         print(name, c, out[c], file=sys.stderr)
     if "datasketch" in out and "datakit" in out:
         out["speedup_vs_datasketch"] = round(out["datakit"]["docs_per_s"] / out["datasketch"]["docs_per_s"], 1)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import peak_rss_mb
+from common import peak_rss_mb, run_child
 
 MODEL = {"layers": 4, "hidden": 256, "heads": 8, "kv_heads": 4, "intermediate": 688}
 MAX_NEW = 32
@@ -41,12 +39,7 @@ def child(backend: str, model: Path, n: int, batch: int) -> None:
 
 
 def measure(backend: str, model: Path, n: int, batch: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--child", backend, "--model", str(model), "--probes", str(n),
-                           "--batch", str(batch)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-1500:]}
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_child(__file__, backend, "--model", str(model), "--probes", str(n), "--batch", str(batch))
     return {"batch_size": batch, "seconds": round(r["seconds"], 2), "probes_per_s": round(r["answers"] / r["seconds"], 2),
             "peak_rss_mb": round(r["peak_rss_mb"])}
 

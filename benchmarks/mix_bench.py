@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from common import peak_rss_mb
+from common import peak_rss_mb, run_child
 
 SEED = 42
 PARTS = [("general", "sft", 0.60, 0.60), ("domain", "sft", 0.30, 0.28), ("identity", "identity", 0.10, 0.12)]
@@ -137,11 +137,7 @@ def child(which: str, root: Path, work: Path, rows: int) -> None:
 
 def measure(which: str, root: Path, work: Path, rows: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, __file__, "--child", which, "--root", str(root), "--work", str(work),
-                           "--rows", str(rows)], capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{which} failed:\n{proc.stderr[-3000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_child(__file__, which, "--root", str(root), "--work", str(work), "--rows", str(rows))
     res["rows_per_s"] = round(res["rows"] / res["seconds"])
     res["seconds"] = round(res["seconds"], 2)
     res["peak_rss_mb"] = round(res["peak_rss_mb"])

@@ -15,14 +15,12 @@ import json
 import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
-from common import peak_rss_mb
+from common import peak_rss_mb, run_child
 
 TOPICS = ["billing", "shipping", "warranty", "onboarding", "returns", "pricing", "security", "api limits"]
 
@@ -67,9 +65,7 @@ def child(which: str, src: Path, work: Path) -> None:
 
 
 def measure(which: str, src: Path, work: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", which, "--src", str(src), "--work", str(work)],
-                          capture_output=True, text=True, check=True)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_child(__file__, which, "--src", str(src), "--work", str(work))
     res["rows_per_s"] = round(res["rows"] / res["seconds"])
     res["seconds"] = round(res["seconds"], 2)
     res["peak_rss_mb"] = round(res["peak_rss_mb"])

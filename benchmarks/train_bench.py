@@ -14,13 +14,12 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import peak_rss_mb
+from common import peak_rss_mb, run_child
 
 MODEL = {"layers": 4, "hidden": 256, "heads": 8, "kv_heads": 4, "intermediate": 688, "max_positions": 1024}
 TRAIN = {"batch_size": 8, "lr": 2e-4, "max_seq_len": 256, "eval_every": 1000, "save_every": 1000, "schedule": "constant",
@@ -84,12 +83,7 @@ def child(backend: str, work: Path, iters: int) -> None:
 
 
 def measure(backend: str, work: Path, iters: int, tokens: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--child", backend, "--work", str(work), "--iters", str(iters)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = run_child(__file__, backend, "--work", str(work), "--iters", str(iters))
     res["tokens"] = tokens
     res["tokens_per_s"] = round(tokens / res["seconds"])
     res["seconds"] = round(res["seconds"], 2)

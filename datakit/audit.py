@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel
 
-from datakit.registry import VERSION_RE, Registry, sha256_file
+from datakit.registry import Registry, sha256_file
 from datakit.schemas import Manifest
 from datakit.storage import ContentHasher, frame_to_records, row_ids
 

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-import polars as pl
 import regex
 
 from datakit.build.documents import read_pages, strip_furniture

@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datakit.errors import DatakitError
 from datakit.specfile import load_spec_file
 from datakit.schemas import check_name
 
