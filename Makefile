@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(OFFLINE) $(BIN)/datakit --registry build/demo-registry demo --data ../shared/data/external
 
 bench: $(STAMP)
-	$(OFFLINE) $(BIN)/python benchmarks/registry_bench.py
+	for b in registry dedup mix train eval; do $(OFFLINE) $(BIN)/python benchmarks/$${b}_bench.py || exit 1; done
 
 schemas: $(STAMP)
 	$(BIN)/python -m datakit.jsonschema
