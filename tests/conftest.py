@@ -60,3 +60,37 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def chat(q: str, a: str) -> dict:
     return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@__import__("contextlib").contextmanager
+def mlx_lm_server(model: Path):
+    """A real `mlx_lm server` for `model` on a free loopback port; yields (base_url, process)."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/models", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"mlx_lm.server did not start: {proc.stderr.read().decode()[-2000:]}") from None
+                time.sleep(0.25)
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

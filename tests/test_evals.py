@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from datakit.errors import DatakitError
+from tests.conftest import free_port, mlx_lm_server
 from datakit.evals.denylist import find_denied
 from datakit.evals.results import EvalResults
 from datakit.evals.run import evaluate, score_all
@@ -355,12 +351,6 @@ def test_mlx_generation_stops_at_the_templates_end_of_turn_even_when_eos_is_anot
 # ---- openai-compatible server ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(base: Path, hf_adapter: Path, tmp_path_factory: pytest.TempPathFactory):
     """mlx_lm.server on loopback, serving the base with the hf fact adapter merged in."""
@@ -371,24 +361,8 @@ def server(base: Path, hf_adapter: Path, tmp_path_factory: pytest.TempPathFactor
     merged = tmp_path_factory.mktemp("merged")
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(hf_adapter)).merge_and_unload().save_pretrained(merged)
     AutoTokenizer.from_pretrained(base).save_pretrained(merged)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(merged), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/models", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"mlx_lm.server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.25)
+    with mlx_lm_server(merged) as (url, _):
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_openai_runner_against_a_real_mlx_lm_server_answers_a_knowledge_probe(server: str, monkeypatch) -> None:
@@ -412,6 +386,6 @@ def test_runner_specs_are_checked_with_the_fix_in_the_message() -> None:
         make_runner("vllm", "m")
     with pytest.raises(DatakitError, match="--adapter is for hf and mlx"):
         make_runner("openai", "openai:m@http://127.0.0.1:1/v1", "adapter")
-    unreachable = make_runner("openai", f"openai:m@http://127.0.0.1:{_free_port()}/v1")
+    unreachable = make_runner("openai", f"openai:m@http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(DatakitError, match="cannot reach the server"):
         unreachable.generate(CONVS[:1], max_new_tokens=4, temperature=0.0, seed=0, batch_size=1)

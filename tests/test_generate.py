@@ -4,12 +4,9 @@ a hang), a local HF model, and the journal's crash and secret handling."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,17 +14,12 @@ from pathlib import Path
 import pytest
 
 from datakit.errors import DatakitError
+from tests.conftest import free_port, mlx_lm_server
 from datakit.generate import Journal, Request, generate_all, parse_spec
 from datakit.tiny import IM_END, build_llama
 
 SECRET = "sk-test-do-not-persist-1234567890"
 HELLO = [{"role": "user", "content": "Say hello"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- specs -----------------------------------------------------------------------------------
@@ -67,24 +59,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def mlx_server(base: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     pytest.importorskip("mlx_lm")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(base), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/models", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"mlx_lm.server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.25)
-        yield url, proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with mlx_lm_server(base) as served:
+        yield served
 
 
 def test_chat_and_completion_come_back_from_mlx_lm_server_and_a_rerun_sends_nothing(
@@ -194,7 +170,7 @@ def test_a_client_error_is_not_retried_and_an_unreachable_server_is_a_failure_no
     with Journal(tmp_path / "j.jsonl") as j:
         (res,) = generate_all(f"openai:m@{url}", [Request(messages=HELLO)], journal=j, backoff_s=0.01)
         assert res.attempts == 1 and "BadRequestError" in res.error and "bad max_tokens" in res.error
-        dead = f"openai:m@http://127.0.0.1:{_free_port()}/v1"
+        dead = f"openai:m@http://127.0.0.1:{free_port()}/v1"
         (res,) = generate_all(dead, [Request(messages=HELLO)], journal=j, retries=2, backoff_s=0.01)
         assert res.attempts == 3 and "APIConnectionError" in res.error
 
