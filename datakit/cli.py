@@ -111,7 +111,7 @@ def demo(
 
 
 # imported after the commands above so `datakit --help` lists ingest and export first
-from datakit import cli_build, cli_eval, cli_lint, cli_ops, cli_registry, cli_train  # noqa: E402,F401  (they register their commands)
+from datakit import cli_augment, cli_build, cli_eval, cli_lint, cli_ops, cli_registry, cli_synth, cli_train  # noqa: E402,F401  (they register their commands)
 
 
 def main() -> None:
