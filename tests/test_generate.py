@@ -43,6 +43,7 @@ def test_a_request_key_depends_on_request_and_generator_but_not_on_the_api_key(m
     same = Request(max_tokens=8, messages=HELLO).key("openai:m@http://h/v1")  # field order does not matter
     assert r.key(parse_spec("openai:m@http://h/v1")) == k1 == same
     assert r.key("openai:other@http://h/v1") != k1
+    assert r.key("openai:m@http://127.0.0.1:9999/v1") == k1  # a server restarted on another port finds its journal
     assert Request(messages=HELLO, max_tokens=9).key("openai:m@http://h/v1") != k1
     with pytest.raises(ValueError, match="needs prompt="):
         Request(kind="completion")

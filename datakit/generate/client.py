@@ -46,8 +46,12 @@ class Request(BaseModel):
         return self
 
     def key(self, spec: GeneratorSpec | str) -> str:
-        """sha256 of canonical JSON of the request and the generator spec (never the API key)."""
-        body = {"generator": str(spec), "request": self.model_dump(mode="json")}
+        """sha256 of canonical JSON of the request and the generator's backend and model (never the API key).
+
+        The server's URL is left out on purpose: a local server restarted on another port after a crash
+        must still find its journal; the model name says what answered."""
+        spec = parse_spec(spec) if isinstance(spec, str) else spec
+        body = {"generator": f"{spec.backend}:{spec.model}", "request": self.model_dump(mode="json")}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -211,13 +215,27 @@ def _complete_mlx(runner: Any, req: Request) -> str:
                            sampler=make_sampler(temp=req.temperature), verbose=False)
 
 
+_RUNNERS: dict[str, Any] = {}  # one loaded local model per spec: magpie asks twice (instructions, then answers)
+
+
+def _finish_reason(runner: Any, text: str, req: Request) -> tuple[str, str]:
+    """Cut at stop strings as a server would; else 'length' when the output filled max_tokens, 'stop' if not."""
+    text, reason = _cut_at_stop(text, req.stop)
+    if reason is None:
+        reason = "length" if len(runner.tok.encode(text, add_special_tokens=False)) >= req.max_tokens else "stop"
+    return text, reason
+
+
 def _local_all(spec: GeneratorSpec, todo: dict[str, Request], finish: Callable[[Result], None]) -> None:
     """Sequential on purpose (FIELD_NOTES 4: batched generation hung); each result is journaled as it lands."""
     if not todo:
         return
     from datakit.evals.runners import HFRunner, MLXRunner
 
-    runner = HFRunner(spec.model) if spec.backend == "hf" else MLXRunner(spec.model)
+    if str(spec) not in _RUNNERS:
+        _RUNNERS.clear()  # keep one model in memory
+        _RUNNERS[str(spec)] = HFRunner(spec.model) if spec.backend == "hf" else MLXRunner(spec.model)
+    runner = _RUNNERS[str(spec)]
     complete = _complete_hf if spec.backend == "hf" else _complete_mlx
     for key, req in todo.items():
         start = time.monotonic()
@@ -227,7 +245,7 @@ def _local_all(spec: GeneratorSpec, todo: dict[str, Request], finish: Callable[[
                                           seed=req.seed, batch_size=1)
             else:
                 text = complete(runner, req)
-            text, reason = _cut_at_stop(text, req.stop)
+            text, reason = _finish_reason(runner, text, req)
             finish(Result(key=key, text=text, finish_reason=reason, attempts=1, seconds=time.monotonic() - start))
         except Exception as exc:  # noqa: BLE001 - recorded, so one bad request does not lose the run
             finish(Result(key=key, error=f"{type(exc).__name__}: {exc}"[:500], attempts=1,

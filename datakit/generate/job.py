@@ -82,22 +82,30 @@ class GenJob:
         self.rejected.append({"reason": reason, "source_id": source,
                               "row": orjson.dumps(row, default=str).decode()})
 
-    def stats(self, rows_out: int) -> dict[str, Any]:
+    def __enter__(self) -> GenJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.journal.close()  # also when a step between generate() and commit() raised
+
+    def stats(self, rows_out: int, passthrough: int = 0) -> dict[str, Any]:
+        """Counts for the manifest; `passthrough` rows are kept input rows (not generated candidates)."""
         return {
             "requests": self.requests,
             "done": self.requests - len(self.failures),
             "failed": len(self.failures),
             "from_journal": self.from_journal,
             "filtered": dict(sorted(self.filtered.items())),
-            "candidates": rows_out + sum(self.filtered.values()),
+            "candidates": rows_out - passthrough + sum(self.filtered.values()),
             "rows_out": rows_out,
             "journal": str(self.journal.path),
         }
 
     def commit(self, rows: list[dict[str, Any]], *, inputs: list[Manifest], params: dict[str, Any],
-               stats: dict[str, Any] | None = None) -> tuple[Manifest, bool, dict[str, Any]]:
-        """Commit the kept rows once, with done/failed/filtered counts; refuse while requests failed."""
-        st = {**self.stats(len(rows)), **(stats or {})}
+               stats: dict[str, Any] | None = None, passthrough: int = 0) -> tuple[Manifest, bool, dict[str, Any]]:
+        """Commit the kept rows once, with done/failed/filtered counts; refuse while requests failed.
+        `passthrough`: how many of `rows` are input rows kept as they were (augment's sources)."""
+        st = {**self.stats(len(rows), passthrough), **(stats or {})}
         if self.failures and not self.options.allow_failed:
             first = next(iter(self.failures.values()))
             self.journal.close()
