@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
+# The whole loop on a fictional company (report in runs/demo/report/); QUICK=1 for the 3-minute version.
 demo: $(STAMP)
-	rm -rf build/demo-registry
-	$(OFFLINE) $(BIN)/datakit --registry build/demo-registry demo --data ../shared/data/external
+	$(OFFLINE) $(BIN)/datakit demo --data ../shared/data/external $(if $(QUICK),--quick,)
 
 bench: $(STAMP)
 	for b in registry dedup mix train eval; do $(OFFLINE) $(BIN)/python benchmarks/$${b}_bench.py || exit 1; done

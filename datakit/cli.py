@@ -102,12 +102,25 @@ def _export_preflight(ref: str, model_dir: Path, max_seq_len: int, backend: str)
 @app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="Folder with the external demo datasets.")] = Path("../shared/data/external"),
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller pre-training and fine-tunes (under 3 minutes).")] = False,
+    backend: Annotated[str, typer.Option(help="Training and eval backend: hf, or mlx (fast on Apple silicon only).")] = "hf",
+    base_model: Annotated[Optional[Path], typer.Option("--base-model", help="A real model folder instead of the tiny pre-trained one.")] = None,
+    work: Annotated[Path, typer.Option(help="Folder for the demo's base model and data files (and registry, unless --registry).")] = Path("build/demo"),
+    runs: Annotated[Path, typer.Option(help="Folder for training runs, eval results and the report.")] = Path("runs/demo"),
+    ingest_only: Annotated[bool, typer.Option("--ingest-only", help="Only ingest the external datasets and print the catalog.")] = False,
 ) -> None:
-    """Ingest the real external datasets into the registry and print the catalog."""
-    from datakit.demo import run_demo
+    """The whole loop on a fictional company: data, two mixtures, training, evals, a gate and a report."""
+    from datakit.cli_common import _state
+    from datakit.demo import DemoConfig, quick as quick_size, run_demo
+    from datakit.demo.external import ingest_external
 
-    run_demo(reg(), data, out)
-    cli_registry.registry_ls(as_json=False)
+    if ingest_only:
+        ingest_external(reg(), data, out)
+        cli_registry.registry_ls(as_json=False)
+        return
+    cfg = DemoConfig(external=data, work=work, runs=runs, backend=backend, base_model=base_model,
+                     registry=_state["registry"] or work / "registry")
+    run_demo(quick_size(cfg) if quick else cfg, out)
 
 
 # imported after the commands above so `datakit --help` lists ingest and export first

@@ -15,13 +15,15 @@ def train(
     recipe: Annotated[Path, typer.Argument(help="Training recipe YAML (schemas/recipe.schema.json).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and print the plan; train nothing.")] = False,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Reuse a run folder: an interrupted run resumes from its checkpoints.")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="Override the recipe's backend: mlx or hf.")] = None,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Override the recipe's base_model folder.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
     from datakit.train.recipe import load_recipe
     from datakit.train.runner import run
 
-    spec = load_recipe(recipe)
+    spec = load_recipe(recipe, overrides={"backend": backend, "base_model": base_model})
     p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id)
     if as_json:
         emit_json({"plan": p.model_dump(mode="json"), "results": results})

@@ -14,8 +14,9 @@ from datakit.errors import DatakitError
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_spec_file(path: Path, model: type[M], what: str, schema: str) -> M:
-    """Read `path` as YAML into `model`; a DatakitError names the file and every broken field."""
+def load_spec_file(path: Path, model: type[M], what: str, schema: str, overrides: dict | None = None) -> M:
+    """Read `path` as YAML into `model`; a DatakitError names the file and every broken field.
+    `overrides` (CLI flags; None values skipped) replace top-level fields before validation."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -29,6 +30,7 @@ def load_spec_file(path: Path, model: type[M], what: str, schema: str) -> M:
         raise DatakitError(f"{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
     if not isinstance(data, dict):
         raise DatakitError(f"{path}: a {what} is a YAML mapping of fields, got {type(data).__name__}")
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -99,7 +99,7 @@ def test_tag_diff_gc_quarantine_and_export_commands(cli, tmp_path):
 
 
 def test_demo_ingests_every_external_file_and_prints_the_catalog(cli, external):
-    p = cli("demo", "--data", str(external))
+    p = cli("demo", "--ingest-only", "--data", str(external))
     assert p.returncode == 0, p.stderr
     for name in ("alpaca-en", "alpaca-zh", "identity-seeds", "dpo-en", "glaive-toolcall", "c4", "wiki"):
         assert name in p.stdout

@@ -11,7 +11,7 @@ EXAMPLE_MIX = Path(__file__).resolve().parent.parent / "recipes" / "mixtures" / 
 
 
 def test_cli_mix_prints_planned_and_realized_shares_and_commits(cli, external):
-    assert cli("demo", "--data", str(external)).returncode == 0
+    assert cli("demo", "--ingest-only", "--data", str(external)).returncode == 0
     p = cli("mix", str(EXAMPLE_MIX))
     assert p.returncode == 0, p.stderr
     assert "identity-seeds" in p.stdout and "demo-sft-mix@v1" in p.stdout

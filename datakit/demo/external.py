@@ -1,7 +1,5 @@
-"""`datakit demo`: the real external datasets ingested into the registry, then the catalog.
-
-Later steps of the loop (build, mix, train, eval, report) join this as they land.
-"""
+"""The real external datasets (shared/data/external), ingested: the demo's first step, and
+`datakit demo --ingest-only` on its own."""
 
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ EXTERNAL = [
 ]
 
 
-def run_demo(reg: Registry, data: Path, console: Console) -> None:
+def ingest_external(reg: Registry, data: Path, console: Console) -> None:
     if not data.is_dir():
         raise DatakitError(f"{data}: demo data folder not found; pass --data path/to/shared/data/external")
     console.print(f"registry: {reg.root}")

@@ -66,6 +66,9 @@ class CompareResult(BaseModel):
     noise_flips: int | None = Field(None, description="most pass/fail flips of a rerun against the baseline")
     warnings: list[str] = Field(default_factory=list)
     settings: dict[str, float | int] = Field(default_factory=dict)
+    models: dict[str, dict[str, float]] = Field(default_factory=dict, description="run name -> metric -> value")
+    verdicts: dict[str, dict[str, str]] = Field(default_factory=dict,
+                                                description="candidate -> gate metric -> pass/fail/underpowered")
 
     def candidates(self) -> list[RunComparison]:
         return [c for c in self.comparisons if c.role == "candidate"]
@@ -172,7 +175,9 @@ def compare(runs: list[EvalResults], names: list[str], *, spec: GateSpec | None 
         failed=[g for g in all_gates if g.verdict == "fail"],
         underpowered=[g for g in all_gates if g.verdict == "underpowered"],
         noise=noise, noise_flips=max((c.flips.n_flips for c in reruns), default=None),
-        warnings=_warnings(infos, comps), settings={"seed": seed, "n_boot": n_boot, "alpha": alpha})
+        warnings=_warnings(infos, comps), settings={"seed": seed, "n_boot": n_boot, "alpha": alpha},
+        models={i.name: {k: m.value for k, m in r.metrics.items()} for i, r in zip(infos, runs)},
+        verdicts={c.name: {g.metric: g.verdict for g in c.gates} for c in comps if c.gates})
 
 
 def compare_runs(run_dirs: list[Path], *, gate: Path | None, out_dir: Path,

@@ -91,7 +91,8 @@ class RecipeSpec(_Spec):
         return self
 
 
-def load_recipe(path: Path) -> RecipeSpec:
-    """YAML into a RecipeSpec; every problem in one message that names the file and field."""
-    return load_spec_file(path, RecipeSpec, "recipe", "recipe.schema.json")
+def load_recipe(path: Path, overrides: dict | None = None) -> RecipeSpec:
+    """YAML into a RecipeSpec; every problem in one message that names the file and field.
+    `overrides` are CLI flags (backend, base_model) that beat the YAML."""
+    return load_spec_file(path, RecipeSpec, "recipe", "recipe.schema.json", overrides)
 

@@ -1,0 +1,200 @@
+"""`datakit demo`: the whole loop on a fictional company, as the commands a user would type.
+
+Each step prints the `datakit ...` command it runs (in this process, through the same CLI), so the demo
+doubles as a script to copy. Steps: pre-train a tiny base model (cached) -> build cpt, sft and identity
+data -> general replay and probes -> dedup, decontam, two mixtures, splits, lint -> train both candidates
+(CPT then SFT from the CPT adapter) -> evaluate base and both -> compare with a gate -> report.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from datakit.demo import general
+from datakit.demo.base_model import BaseSpec, pretrain
+from datakit.errors import CheckFailed, DatakitError
+from datakit.registry import Registry
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
+CANDIDATES = ("domain-only", "mixed")
+
+
+class DemoConfig(BaseModel):
+    """Where the demo writes and how big it runs (`--quick` shrinks the training and the suite)."""
+
+    model_config = ConfigDict(extra="forbid")
+    example: Path = EXAMPLE
+    external: Path
+    work: Path = Path("build/demo")  # base model and data files
+    registry: Path = Path("build/demo/registry")
+    runs: Path = Path("runs/demo")  # training runs, eval results, the report
+    backend: str = "hf"
+    base_model: Path | None = None  # a real model folder instead of the pre-trained tiny one
+    base: BaseSpec = BaseSpec()
+    sft_iters: int | None = None  # None: the recipe's
+    cpt_iters: int | None = None
+
+
+def quick(cfg: DemoConfig) -> DemoConfig:
+    """The --quick size: a shorter pre-training and shorter fine-tunes; the same steps and the same effect."""
+    return cfg.model_copy(update={"base": cfg.base.model_copy(update={"steps": 400}), "sft_iters": 120,
+                                  "cpt_iters": 30})
+
+
+class Demo:
+    def __init__(self, cfg: DemoConfig, console: Console) -> None:
+        self.cfg, self.console = cfg, console
+        self.registry = cfg.registry
+        self.timings: dict[str, float] = {}
+
+    # ---- plumbing -----------------------------------------------------------------------------
+    def datakit(self, *args: str | Path, ok_codes: tuple[int, ...] = (0,)) -> int:
+        """Run one CLI command in this process, printing it first as a user would type it."""
+        from datakit.cli_common import app
+
+        argv = [str(a) for a in args]
+        self.console.print(f"[dim]$[/] [bold]datakit {shlex.join(argv)}[/]")
+        try:
+            app(["--registry", str(self.registry), *argv], standalone_mode=False)
+            code = 0
+        except CheckFailed as e:  # a gate or lint verdict, which the demo expects for domain-only
+            self.console.print(f"[yellow]exit {e.exit_code}:[/] {e}")
+            code = e.exit_code
+        if code not in ok_codes:
+            raise DatakitError(f"demo step `datakit {shlex.join(argv)}` exited {code}")
+        return code
+
+    def step(self, title: str) -> Callable[[], None]:
+        self.console.rule(f"[bold]{title}")
+        start = time.monotonic()
+        return lambda: self.timings.__setitem__(title, round(time.monotonic() - start, 1))
+
+    # ---- the steps ----------------------------------------------------------------------------
+    def base_model(self) -> Path:
+        done = self.step("1. a base model that has something to forget")
+        if self.cfg.base_model is not None:
+            self.console.print(f"using {self.cfg.base_model}")
+            done()
+            return self.cfg.base_model
+        web = [r["text"][:600] for r in _records(Registry(self.registry), "c4")]
+        with Progress(TextColumn("pre-training {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=self.console,
+                      transient=True) as bar:
+            task = bar.add_task("tiny llama", total=self.cfg.base.steps, loss=float("nan"))
+            path = pretrain(self.cfg.work / "base", web, self.cfg.base,
+                            progress=lambda s, n, loss: bar.update(task, completed=s, loss=loss))
+        info = json.loads((path / "pretrain.json").read_text())
+        self.console.print(f"base model: {path} ({self.cfg.base.layers} layers x {self.cfg.base.hidden}, "
+                           f"{info['documents']} documents, final loss {info['final_loss']:.3f}, {info['seconds']} s; "
+                           "cached for the next run)")
+        done()
+        return path
+
+    def data(self) -> None:
+        ex, work = self.cfg.example, self.cfg.work
+        done = self.step("2. build the company's data")
+        self.datakit("build", "cpt", ex / "docs", "--unit", "sentence", "--name", "acme-cpt")
+        self.datakit("build", "sft", "--from", "acme-cpt", "--name", "acme-sft")
+        self.datakit("build", "identity", ex / "identity.yaml", "--name", "acme-identity")
+        done()
+        done = self.step("3. general replay and the probes")
+        replay = _write_jsonl(work / "general-replay.jsonl", general.replay_chats())
+        self.datakit("ingest", replay, "--name", "general-replay", "--kind", "sft")
+        probes = _write_jsonl(work / "probes.jsonl", self._probes())
+        self.datakit("ingest", probes, "--name", "demo-probes", "--kind", "probes")
+        done()
+        done = self.step("4. dedup, decontaminate, mix, split, lint")
+        self.datakit("dedup", "acme-sft", "--name", "acme-sft-dedup")  # exact: near-dup would merge the phrasings of one fact
+        self.datakit("decontam", "general-replay", "--against", "demo-probes", "--name", "general-replay-clean")
+        for cand in CANDIDATES:
+            self.datakit("mix", ex / f"mix-{cand}.yaml")
+        for ref in ("acme-cpt", *CANDIDATES):
+            self.datakit("split", ref, "--valid", "0.1", "--name", f"{ref}-split")
+        self.datakit("lint", "mixed-split", ok_codes=(0, 1))
+        done()
+
+    def _probes(self) -> list[dict[str, Any]]:
+        """General probes from the facts, domain probes from the cloze questions build sft wrote, and the
+        hand-written identity, bleed and perplexity probes in examples/acme/probes.jsonl."""
+        reg = Registry(self.registry)
+        domain = []
+        for rec in _records(reg, "acme-sft"):
+            q, a = rec["messages"][-2]["content"], rec["messages"][-1]["content"]
+            if q.startswith(("Fill in the blank:", "빈칸을 채우세요:")):
+                domain.append({"id": f"domain-{rec['id'][:10]}", "type": "knowledge", "group": "domain", "prompt": q,
+                               "expect": a.split(".", 1)[0].split(":", 1)[0].strip()})
+        fixed = [json.loads(line) for line in (self.cfg.example / "probes.jsonl").read_text().splitlines() if line.strip()]
+        web = [r["text"][:400] for r in _records(reg, "c4")[-10:]]  # the pre-training uses the first ones
+        return general.probes() + general.bleed_probes() + general.perplexity_probes(web) + domain + fixed
+
+    def train(self) -> dict[str, Path]:
+        adapters = {}
+        for cand in CANDIDATES:
+            done = self.step(f"5. train {cand}: CPT, then SFT from the CPT adapter")
+            args = ["train", self.cfg.example / "recipes" / f"{cand}.yaml", "--run-id", "demo", "--backend",
+                    self.cfg.backend]
+            if self.cfg.base_model is not None:
+                args += ["--base-model", self.cfg.base_model]
+            self.datakit(*args)
+            adapters[cand] = self.cfg.runs / "train" / cand / "demo" / "2-sft" / "adapter"
+            done()
+        return adapters
+
+    def evaluate(self, base: Path, adapters: dict[str, Path]) -> None:
+        done = self.step("6. evaluate the base model and both candidates")
+        suite, ev = self.cfg.example / "suite.yaml", self.cfg.runs / "eval"
+        self.datakit("eval", suite, "--model", base, "--backend", self.cfg.backend, "--out", ev / "base")
+        for cand, adapter in adapters.items():
+            self.datakit("eval", suite, "--model", base, "--adapter", adapter, "--backend", self.cfg.backend,
+                         "--out", ev / cand)
+        done()
+        done = self.step("7. compare against the gate")
+        self.datakit("compare", ev / "base", *(ev / c for c in CANDIDATES), "--names", ",".join(["base", *CANDIDATES]),
+                     "--gate", self.cfg.example / "gate.yaml", "--out", self.cfg.runs / "report", ok_codes=(0, 1))
+        done()
+
+
+def _records(reg: Registry, ref: str) -> list[dict[str, Any]]:
+    from datakit.storage import frame_to_records
+
+    m = reg.resolve(ref)
+    return list(frame_to_records(m.kind, reg.load(m)))
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def run_demo(cfg: DemoConfig, console: Console) -> Path:
+    """The whole loop; returns the report folder (printed last)."""
+    from datakit.demo.summary import summarize
+
+    start = time.monotonic()
+    if not cfg.external.is_dir():
+        raise DatakitError(f"{cfg.external}: demo data folder not found; pass --data path/to/shared/data/external")
+    demo = Demo(cfg, console)
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    if cfg.runs.exists():  # a fresh run each time; the base model cache and the registry stay
+        shutil.rmtree(cfg.runs)
+    done = demo.step("0. ingest real external datasets (7 formats)")
+    demo.datakit("demo", "--ingest-only", "--data", cfg.external)
+    done()
+    base = demo.base_model()
+    demo.data()
+    adapters = demo.train()
+    demo.evaluate(base, adapters)
+    report = summarize(cfg.runs / "report", timings={**demo.timings, "total": round(time.monotonic() - start, 1)},
+                       console=console)
+    return report
