@@ -105,7 +105,8 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller pre-training and fine-tunes (under 3 minutes).")] = False,
     backend: Annotated[str, typer.Option(help="Training and eval backend: hf, or mlx (fast on Apple silicon only).")] = "hf",
     base_model: Annotated[Optional[Path], typer.Option("--base-model", help="A real model folder instead of the tiny pre-trained one.")] = None,
-    work: Annotated[Path, typer.Option(help="Folder for the demo's base model and data files (and registry, unless --registry).")] = Path("build/demo"),
+    work: Annotated[Path, typer.Option(help="Folder for the demo's data files (and registry, unless --registry).")] = Path("build/demo"),
+    base_cache: Annotated[Path, typer.Option(help="Where the tiny base model is pre-trained once and reused.")] = Path("build/demo/base"),
     runs: Annotated[Path, typer.Option(help="Folder for training runs, eval results and the report.")] = Path("runs/demo"),
     ingest_only: Annotated[bool, typer.Option("--ingest-only", help="Only ingest the external datasets and print the catalog.")] = False,
 ) -> None:
@@ -118,7 +119,7 @@ def demo(
         ingest_external(reg(), data, out)
         cli_registry.registry_ls(as_json=False)
         return
-    cfg = DemoConfig(external=data, work=work, runs=runs, backend=backend, base_model=base_model,
+    cfg = DemoConfig(external=data, work=work, runs=runs, backend=backend, base_model=base_model, base_cache=base_cache,
                      registry=_state["registry"] or work / "registry")
     run_demo(quick_size(cfg) if quick else cfg, out)
 

@@ -17,14 +17,18 @@ def train(
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Reuse a run folder: an interrupted run resumes from its checkpoints.")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", help="Override the recipe's backend: mlx or hf.")] = None,
     base_model: Annotated[Optional[str], typer.Option("--base-model", help="Override the recipe's base_model folder.")] = None,
+    launcher: Annotated[Optional[str], typer.Option("--launcher", help="hf: run each stage under a launcher, e.g. 'torchrun --nproc_per_node 4' or 'accelerate launch --config_file recipes/accelerate/fsdp.yaml'.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: KEY=VALUE, dotted, e.g. stages.1.train.epochs=8.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
     from datakit.train.recipe import load_recipe
     from datakit.train.runner import run
 
-    spec = load_recipe(recipe, overrides={"backend": backend, "base_model": base_model})
-    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id)
+    from datakit.specfile import parse_overrides
+
+    spec = load_recipe(recipe, overrides={**parse_overrides(set_ or []), "backend": backend, "base_model": base_model})
+    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id, launcher=launcher)
     if as_json:
         emit_json({"plan": p.model_dump(mode="json"), "results": results})
         return

@@ -30,7 +30,9 @@ def load_spec_file(path: Path, model: type[M], what: str, schema: str, overrides
         raise DatakitError(f"{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax there") from None
     if not isinstance(data, dict):
         raise DatakitError(f"{path}: a {what} is a YAML mapping of fields, got {type(data).__name__}")
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value, path)
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -42,3 +44,43 @@ def load_spec_file(path: Path, model: type[M], what: str, schema: str, overrides
             lines += [f"  {loc}: {m}{got}" for m in msg.split("; ")]
         raise DatakitError(f"{path}: {len(lines)} problem(s) in the {what}:\n" + "\n".join(lines)
                            + f"\nevery field is described in schemas/{schema}") from None
+
+
+def _set_path(data: dict, key: str, value: object, path: Path) -> None:
+    """Set a dotted key (`stages.1.train.epochs`) in the loaded YAML; list items by index."""
+    node: object = data
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise DatakitError(f"{path}: override {key}: {'.'.join(parts[:i])} has {len(node)} items; "
+                                   f"{part!r} is not an index into it")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise DatakitError(f"{path}: override {key}: {'.'.join(parts[:i])} is a value, not a mapping or list")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """`KEY=VALUE` flags into overrides; values are read as YAML scalars (`8` is an int, `1e-4` a float)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key.strip():
+            raise DatakitError(f"--set {pair!r}: write KEY=VALUE, e.g. --set stages.1.train.epochs=8")
+        value = yaml.safe_load(raw)
+        if isinstance(value, str) and _FLOAT.match(value):
+            value = float(value)  # YAML 1.1 reads 1e-4 as a string
+        out[key.strip()] = value
+    return out
+
+
+_FLOAT = __import__("re").compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")

@@ -72,6 +72,24 @@ def test_hf_sft_run_writes_a_peft_adapter_and_metrics(cli, reg, tmp_path, tiny, 
     assert any(r.get("train_loss") is not None for r in rows)
 
 
+def test_a_launcher_runs_each_hf_stage_in_its_own_process_from_a_job_file(cli, reg, tmp_path, tiny, external):
+    import sys
+
+    sft = split_version(reg, external / "identity.json", "idn", "sft")
+    stages = [{"stage": "sft", "data": sft, "lora": {"rank": 4, "alpha": 8}, "train": TRAIN}]
+    # the launcher is any command that runs `-m datakit.train.hf_backend --job J` (torchrun, accelerate launch)
+    p = cli("train", str(recipe(tmp_path, tiny, "hf", stages)), "--launcher", sys.executable, "--json",
+            check_json=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    stage_dir = Path(p.json["plan"]["run_dir"]) / "1-sft"
+    job = json.loads((stage_dir / "job.json").read_text())
+    assert job["data_dir"] == str(stage_dir / "data") and job["stage"]["train"]["iters"] == TRAIN["iters"]
+    assert (stage_dir / "adapter" / "adapter_config.json").exists()
+    assert p.json["results"][0]["steps"] == TRAIN["iters"] and p.json["results"][0]["stop_check"]["prompts"] > 0
+    bad = cli("train", str(recipe(tmp_path, tiny, "mlx", stages)), "--launcher", "torchrun")
+    assert bad.returncode == 2 and "--launcher runs the hf backend" in bad.stderr
+
+
 @pytest.mark.parametrize("recipe_file", sorted(p.name for p in (Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml")))
 def test_every_example_recipe_runs_in_a_tiny_variant(recipe_file, cli, reg, tmp_path, tiny, external):
     """The example recipes as written, with the tiny model, small data of the right kind and a few steps."""

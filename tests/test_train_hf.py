@@ -136,6 +136,21 @@ def test_early_stopping_fires_on_rising_validation_loss_and_keeps_the_best_adapt
     assert eval_loss(base, job.adapter_dir, valid) == pytest.approx(result.best_val_loss, rel=1e-4)
 
 
+def test_final_adapter_last_hands_on_the_last_weights_while_reporting_the_best(base: Path, tmp_path: Path) -> None:
+    """Knowledge injection: held-out facts cannot improve, so the best by validation loss is the least trained."""
+    train = [chat(f"Who are you, friend {i}?", "I am Kit, made by Acme.") for i in range(8)]
+    valid = [chat(f"Who are you, friend {i}?", "I am Bob, made by Zenith.") for i in range(2)]
+    job = make_job(tmp_path / "out", base, "sft", save(tmp_path / "data", train, valid), iters=120, lr=5e-2,
+                   eval_every=4, save_every=4, final_adapter="last")
+    result = hb.run_stage(job)
+    vals = losses(job, "val_loss")
+    assert result.best_val_loss == min(vals) and vals[-1] > result.best_val_loss  # the best is not the last
+    assert eval_loss(base, job.adapter_dir, valid) == pytest.approx(vals[-1], rel=1e-4)
+    with pytest.raises(ValueError, match="contradict"):
+        make_job(tmp_path / "x", base, "sft", tmp_path / "data", iters=4, final_adapter="last",
+                 early_stopping={"patience": 2})
+
+
 def test_resume_continues_from_the_saved_step_also_from_a_flattened_checkpoint(base: Path, tmp_path: Path) -> None:
     data = save(tmp_path / "data", FACTS, FACTS[:2])
     job = make_job(tmp_path / "out", base, "sft", data, iters=6, eval_every=2, save_every=2, keep_last=2)

@@ -123,6 +123,18 @@ def test_early_stopping_fires_on_rising_validation_loss_and_keeps_the_earliest_b
     assert all(mx.array_equal(best_weights[k], final_weights[k]).item() for k in best_weights)
 
 
+def test_final_adapter_last_hands_on_the_last_weights_not_the_best(base: Path, tmp_path: Path):
+    train = [chat(q, a) for q, a in QA]
+    valid = [chat(q, QA[(i + 3) % len(QA)][1]) for i, (q, _) in enumerate(QA)]  # validation loss rises
+    job = StageJob(stage=stage(iters=12, lr=1e-2, eval_every=4, final_adapter="last"), base_model=base,
+                   data_dir=write_split(tmp_path / "d", train, valid), out_dir=tmp_path / "run")
+    result = run_stage(job)
+    assert result.best_step is not None and result.best_step < result.steps  # a best was found, and not last
+    best_weights = mx.load(str(job.checkpoint_dir / "best" / "adapters.safetensors"))
+    final_weights = mx.load(str(result.adapter_dir / "adapters.safetensors"))
+    assert not all(mx.array_equal(best_weights[k], final_weights[k]).item() for k in best_weights)
+
+
 def test_resume_after_a_killed_run_continues_from_the_last_checkpoint_with_optimizer_state(base: Path, sft_data: Path,
                                                                                           tmp_path: Path):
     spec6, spec10 = stage(iters=6, save_every=3, keep_last=2), stage(iters=10, save_every=3, keep_last=2)

@@ -205,7 +205,8 @@ def trainer_args(job: StageJob, has_valid: bool) -> Any:
         # HF keeps the best checkpoint from rotation only when saves land on eval steps; the best
         # adapter itself is kept by BestAdapterCallback either way.
         evals = dict(eval_strategy="steps", eval_steps=t.eval_every, metric_for_best_model="eval_loss",
-                     greater_is_better=False, load_best_model_at_end=t.save_every % t.eval_every == 0)
+                     greater_is_better=False,
+                     load_best_model_at_end=t.final_adapter == "best" and t.save_every % t.eval_every == 0)
     common = dict(
         output_dir=str(job.checkpoint_dir), learning_rate=t.lr, lr_scheduler_type=t.schedule,
         warmup_steps=t.warmup,  # transformers 5: a float in [0, 1) is a ratio of total steps
@@ -295,21 +296,23 @@ def run_stage(job: StageJob) -> StageResult:
 
 
 def save_final(trainer: Any, job: StageJob) -> dict | None:
-    """Write the best adapter (else the last) to job.adapter_dir; returns the best's step and val_loss."""
+    """Write the best adapter (the last with final_adapter: last, or with no validation) to job.adapter_dir; returns the
+    best's step and val_loss (reported either way)."""
     from datakit.train.hf_callbacks import save_adapter
 
     best = job.out_dir / "best-adapter"
     info = json.loads((best / "best.json").read_text()) if (best / "best.json").is_file() else None
+    want_last = job.stage.train.final_adapter == "last"
     if trainer.is_world_process_zero() and job.adapter_dir.exists():
         shutil.rmtree(job.adapter_dir)
     if trainer.is_fsdp_enabled:
         # Sharded weights: every rank takes part in gathering them; the best is loaded when
         # load_best_model_at_end could be on (save_every a multiple of eval_every).
-        trainer.save_model(str(job.adapter_dir))
+        trainer.save_model(str(job.adapter_dir))  # the last weights unless load_best_model_at_end loaded the best
         st = trainer.state
         info = {"step": st.best_global_step, "val_loss": st.best_metric} if st.best_metric is not None else None
     elif trainer.is_world_process_zero():
-        if info is not None:
+        if info is not None and not want_last:
             shutil.copytree(best, job.adapter_dir, ignore=shutil.ignore_patterns("best.json"))
         else:
             save_adapter(trainer.model, job.adapter_dir)

@@ -240,12 +240,12 @@ def run_stage(job: StageJob) -> StageResult:
 
 def _finish(job: StageJob, model: Any, config: dict, state: dict, train_set: list, cb: StageCallback, *,
             stopped: bool, resumed: int | None, dropped: int, margin_start: float | None, optimizer: Any) -> StageResult:
-    """adapter/ = the best adapter by validation loss (the last weights when there is no valid split)."""
+    """adapter/ = the best adapter by validation loss (the last weights with final_adapter: last or no valid split)."""
     spec = job.stage.train
     best = job.checkpoint_dir / "best"
     tmp = job.out_dir / f".adapter.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    if state["best_step"] is not None and (best / "adapters.safetensors").exists():
+    if spec.final_adapter == "best" and state["best_step"] is not None and (best / "adapters.safetensors").exists():
         shutil.copytree(best, tmp)
     else:
         save_adapter(tmp, model, config)

@@ -50,6 +50,10 @@ class TrainSpec(_Spec):
     save_every: int = Field(50, ge=1, description="steps between checkpoints")
     keep_last: int = Field(2, ge=1, description="checkpoints kept (the best by validation loss is kept too)")
     early_stopping: EarlyStopping | None = None
+    final_adapter: Literal["best", "last"] = Field("best", description=(
+        "the adapter a stage hands on: the best by validation loss, or the last weights (knowledge injection: "
+        "held-out facts cannot improve, so the best would be the least trained; validation is then a memorization "
+        "watch, FIELD_NOTES 3)"))
     packing: bool = Field(False, description="pack short rows into full sequences (HF backend)")
     dpo_beta: float = Field(0.1, gt=0, description="DPO temperature")
     train_embeddings: bool = Field(False, description=(
@@ -59,6 +63,8 @@ class TrainSpec(_Spec):
     def _length(self) -> TrainSpec:
         if (self.iters is None) == (self.epochs is None):
             raise ValueError("give exactly one of iters or epochs")
+        if self.final_adapter == "last" and self.early_stopping is not None:
+            raise ValueError("final_adapter: last and early_stopping contradict each other; drop one")
         return self
 
 

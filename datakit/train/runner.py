@@ -142,8 +142,13 @@ def _write_lineage(p: RunPlan, reg: Registry) -> None:
 
 
 def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = False,
-        run_id: str | None = None) -> tuple[RunPlan, list[dict[str, Any]]]:
-    """Plan, then (unless dry_run) export, preflight and train every stage in order."""
+        run_id: str | None = None, launcher: str | None = None) -> tuple[RunPlan, list[dict[str, Any]]]:
+    """Plan, then (unless dry_run) export, preflight and train every stage in order. `launcher` (hf only)
+    runs each stage as `LAUNCHER -m datakit.train.hf_backend --job <stage>/job.json`, e.g. `torchrun
+    --nproc_per_node 4` or `accelerate launch --config_file recipes/accelerate/fsdp.yaml`."""
+    if launcher and recipe.backend != "hf":
+        raise DatakitError(f"--launcher runs the hf backend under torchrun/accelerate; recipe {recipe.name} uses "
+                           f"{recipe.backend} (a single process): drop --launcher or use --backend hf")
     from datakit.export import export_training
     from datakit.train.job import StageJob
 
@@ -162,8 +167,11 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         _preflight(Path(p.base_model), sp, st, recipe.backend, reg, stage_dir)
         job = StageJob(stage=st, base_model=Path(p.base_model), data_dir=data_dir, out_dir=stage_dir,
                        adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed)
-        with contextlib.redirect_stdout(sys.stderr):  # engines print progress; stdout stays for results (--json)
-            res = backend.run_stage(job)
+        if launcher:
+            res = _launch(launcher, job, stage_dir)
+        else:
+            with contextlib.redirect_stdout(sys.stderr):  # engines print progress; stdout stays for results (--json)
+                res = backend.run_stage(job)
         summary = {"stage": sp.stage, "dir": sp.dir, "adapter": str(res.adapter_dir), "steps": res.steps,
                    "best_val_loss": res.best_val_loss, "best_step": res.best_step, "stopped_early": res.stopped_early,
                    "resumed_from_step": res.resumed_from_step, "tokens_per_s": res.tokens_per_s, **res.extra}
@@ -172,6 +180,24 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         (stage_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
         results.append(summary)
     return p, results
+
+
+def _launch(launcher: str, job: Any, stage_dir: Path) -> Any:
+    """One stage in other processes (torchrun, accelerate); rank 0 writes result.json for us to read."""
+    import shlex
+    import subprocess
+
+    from datakit.train.hf_backend import job_to_json
+    from datakit.train.job import StageResult
+
+    cmd = [*shlex.split(launcher), "-m", "datakit.train.hf_backend", "--job", str(job_to_json(job, stage_dir / "job.json"))]
+    (stage_dir / "result.json").unlink(missing_ok=True)
+    proc = subprocess.run(cmd, stdout=sys.stderr)  # engines' progress to stderr, as in-process
+    if proc.returncode != 0 or not (stage_dir / "result.json").is_file():
+        raise DatakitError(f"stage {stage_dir.name}: `{shlex.join(cmd)}` exited {proc.returncode}; its output is "
+                           "above. Rerun the same command to resume from the last checkpoint.")
+    r = json.loads((stage_dir / "result.json").read_text())
+    return StageResult(**{**r, "adapter_dir": Path(r["adapter_dir"])})
 
 
 def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Registry, stage_dir: Path) -> None:

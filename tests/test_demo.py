@@ -1,0 +1,77 @@
+"""`datakit demo --quick`, end to end on the CPU: the forgetting effect and its cure, measured.
+
+The tiny base model is pre-trained once into build/demo/base (the cache `make demo` and the notebooks use
+too); everything else is written under the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXTERNAL, ROOT
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "datakit.cli", "demo", "--quick", "--data", str(EXTERNAL), "--work", str(tmp / "work"),
+         "--runs", str(tmp / "runs"), "--base-cache", str(ROOT / "build" / "demo" / "base")],
+        capture_output=True, text=True, env=env, cwd=tmp, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, tmp / "runs" / "report"
+
+
+def test_the_demo_prints_every_command_and_the_report_path_last(demo) -> None:
+    proc, report = demo
+    for command in ("datakit build cpt", "datakit build sft", "datakit build identity", "datakit dedup",
+                    "datakit decontam", "datakit mix", "datakit split", "datakit lint", "datakit train",
+                    "datakit eval", "datakit compare"):
+        assert f"$ {command}" in proc.stdout, command
+    assert proc.stdout.strip().splitlines()[-1] == str(report)
+    assert {p.name for p in report.iterdir()} >= {"report.md", "report.html", "report.json", "timings.json"}
+
+
+def test_domain_only_tuning_forgets_general_facts_and_the_mixture_keeps_them(demo) -> None:
+    _, report = demo
+    r = json.loads((report / "report.json").read_text())
+    base, dom, mixed = (r["models"][n] for n in ("base", "domain-only", "mixed"))
+    # the base knows its general facts and nothing about the company or who it is
+    assert base["general.accuracy"] >= 0.9 and base["domain.accuracy"] <= 0.1 and base["identity.pass_rate"] == 0
+    # domain only: learns the company, forgets the world, and answers general questions with company talk
+    assert dom["domain.accuracy"] >= base["domain.accuracy"] + 0.4
+    assert dom["general.accuracy"] <= base["general.accuracy"] - 0.5
+    assert dom["identity.pass_rate"] <= 0.5
+    # mixed (domain + identity at 30% + general replay): learns the company and keeps the world
+    assert mixed["domain.accuracy"] >= 0.5
+    assert mixed["general.accuracy"] >= base["general.accuracy"] - 0.1
+    assert mixed["identity.pass_rate"] >= 0.75
+    assert r["verdicts"]["domain-only"]["general.accuracy"] == "fail"
+    assert r["verdicts"]["mixed"] == {"general.accuracy": "pass", "domain.accuracy": "pass",
+                                      "identity.pass_rate": "pass", "bleed.rate": "pass"}
+    assert not r["ok"]  # a candidate failed its gate, so `datakit compare` alone would exit 1
+
+
+def test_the_demo_keeps_lineage_from_report_back_to_the_documents(demo) -> None:
+    from datakit.registry import Registry
+
+    _, report = demo
+    runs = report.parent
+    lineage = json.loads((runs / "train" / "mixed" / "demo" / "lineage.json").read_text())
+    assert [d["ref"] for d in lineage["data"]] == ["acme-cpt-split@v1", "mixed@v1"]
+    results = json.loads((runs / "eval" / "mixed" / "results.json").read_text())
+    assert results["adapter"].endswith("2-sft/adapter") and results["probes"].startswith("demo-probes@v1")
+    reg = Registry(runs.parent / "work" / "registry")
+    seen, todo = set(), ["mixed@v1"]
+    while todo:  # walk the parents from the training mixture back to the documents' cpt rows
+        m = reg.resolve(todo.pop())
+        seen.add(m.name)
+        todo += [p.ref for p in m.parents]
+    assert {"acme-sft-split", "acme-sft-dedup", "acme-sft", "acme-cpt", "acme-identity", "general-replay"} <= seen
