@@ -16,6 +16,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datakit.errors import DatakitError
+from datakit.names import NAME_RE, check_name  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 KINDS = ("cpt", "sft", "identity", "magpie", "preference", "probes")
@@ -23,7 +24,6 @@ Kind = Literal["cpt", "sft", "identity", "magpie", "preference", "probes"]
 ROLES = ("system", "user", "assistant", "tool")
 PROBE_TYPES = ("knowledge", "completion", "identity", "bleed", "refusal", "perplexity", "choice")
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 
 
@@ -179,15 +179,6 @@ def stored_schema(kind: str) -> dict[str, pl.DataType]:
 
 
 # ---- refs and manifests -------------------------------------------------------------------
-
-
-def check_name(name: str, what: str = "dataset name") -> str:
-    if not NAME_RE.match(name) or ".." in name:
-        raise DatakitError(
-            f"invalid {what} {name!r}: use lowercase letters, digits, '-', '_' and '.' "
-            "(no slashes, spaces or '..'), starting with a letter or digit, e.g. 'acme-sft'"
-        )
-    return name
 
 
 class DatasetRef(BaseModel):
