@@ -15,8 +15,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datakit.errors import DatakitError
-from datakit.names import NAME_RE, check_name  # noqa: F401  (re-exported)
+from datakit.names import check_name  # noqa: F401  (re-exported: callers import it from here)
 
 SCHEMA_VERSION = 1
 KINDS = ("cpt", "sft", "identity", "magpie", "preference", "probes")

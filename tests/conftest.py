@@ -76,9 +76,16 @@ def mlx_lm_server(model: Path):
     import time
     import urllib.request
 
+    import tempfile
+
     port = free_port()
+    # The server logs every request: to a file, since an unread pipe fills and blocks it. An empty hub cache
+    # folder, because its /v1/models fails when none exists.
+    log = tempfile.NamedTemporaryFile(prefix="mlx-server-", suffix=".log", delete=False)
+    hub = tempfile.mkdtemp(prefix="hub-")
     proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
+                            env={**os.environ, "HF_HUB_CACHE": hub})
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 60
@@ -88,7 +95,7 @@ def mlx_lm_server(model: Path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"mlx_lm.server did not start: {proc.stderr.read().decode()[-2000:]}") from None
+                    raise RuntimeError(f"mlx_lm.server did not start: {Path(log.name).read_text()[-2000:]}") from None
                 time.sleep(0.25)
         yield url, proc
     finally:

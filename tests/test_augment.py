@@ -4,14 +4,10 @@ a real mlx_lm server with a tiny model, and a server killed part way through a r
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from datakit.ops.augment_gates import (GATES, Pair, answer_prompt, check, clean_
 from datakit.registry import Registry
 from datakit.storage import frame_to_records
 from datakit.tiny import build_llama
-from tests.conftest import chat, free_port, mlx_lm_server, write_jsonl
+from tests.conftest import chat, mlx_lm_server, write_jsonl
 
 REFUND = Pair("How long is the refund window at Acme?", "Refunds are accepted within 30 days of purchase.")
 REFUND_KO = Pair("환불 기간은 얼마나 되나요?", "구매 후 30일 이내에 환불할 수 있습니다.")
@@ -286,38 +282,18 @@ def test_a_real_mlx_lm_server_answers_every_request_and_gibberish_is_filtered_wi
     assert reg.extra(m, "rejected.parquet").height == sum(st["filtered"].values())
 
 
-@contextmanager
-def _mlx_server_on(model: Path, port: int) -> Iterator[subprocess.Popen]:
-    """`mlx_lm server` on a given port: a restarted server must keep the generator spec (and so the journal keys)."""
-    proc = subprocess.Popen([sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"mlx_lm server did not start: {proc.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def test_a_server_killed_mid_run_commits_nothing_and_the_rerun_reuses_the_journal_without_duplicates(
         tiny: Path, cli, tmp_path: Path) -> None:
     registry = tmp_path / "registry"
     assert cli("ingest", str(write_jsonl(tmp_path / "s.jsonl", TINY_ROWS)), "--name", "src", "--kind", "sft").returncode == 0
-    port = free_port()
-    args = ("augment", "src", "--n", "3", "--generator", f"openai:default_model@http://127.0.0.1:{port}/v1",
-            "--name", "aug", "--concurrency", "1", "--retries", "0", "--max-tokens", "48", "--json")
+    def args(url: str) -> tuple[str, ...]:
+        return ("augment", "src", "--n", "3", "--generator", f"openai:default_model@{url}", "--name", "aug",
+                "--concurrency", "1", "--retries", "0", "--max-tokens", "48", "--json")
+
     journal = journal_path(Registry(registry), "aug")
     first: list = []
-    with _mlx_server_on(tiny, port) as server:
-        run = threading.Thread(target=lambda: first.append(cli(*args)))
+    with mlx_lm_server(tiny) as (url, server):
+        run = threading.Thread(target=lambda: first.append(cli(*args(url))))
         run.start()
         deadline = time.time() + 60
         while len(_lines(journal)) < 2 and run.is_alive() and time.time() < deadline:
@@ -331,8 +307,9 @@ def test_a_server_killed_mid_run_commits_nothing_and_the_rerun_reuses_the_journa
     assert "Rerun the same command" in p.stderr and 2 <= len(done_before) < 24
     assert Registry(registry).versions("aug") == []
 
-    with _mlx_server_on(tiny, port):
-        again = cli(*args, check_json=True)
+    with mlx_lm_server(tiny) as (url2, _):  # restarted on another port: the journal keys do not name the URL
+        assert url2 != url
+        again = cli(*args(url2), check_json=True)
     assert again.returncode == 0, again.stderr
     st = again.json["stats"]
     assert st["from_journal"] == len(done_before) and (st["requests"], st["done"], st["failed"]) == (24, 24, 0)

@@ -95,7 +95,9 @@ def generate_all(spec: GeneratorSpec | str, requests: Sequence[Request], *, jour
             if on_result is not None:
                 on_result(res)
 
-        if spec.backend == "openai":
+        if not todo:
+            pass  # everything came from the journal: no client, no server needed
+        elif spec.backend == "openai":
             asyncio.run(_openai_all(spec, todo, finish, concurrency=concurrency, timeout_s=timeout_s,
                                     retries=retries, backoff_s=backoff_s))
         else:
@@ -129,8 +131,10 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 
 
 async def _call(client: Any, spec: GeneratorSpec, req: Request) -> tuple[str, str | None]:
-    common = {"model": spec.model, "max_tokens": req.max_tokens, "temperature": req.temperature, "seed": req.seed,
+    common = {"model": spec.model, "max_tokens": req.max_tokens, "temperature": req.temperature,
               "extra_body": req.extra or None}
+    if req.temperature > 0:  # greedy needs no seed, and mlx_lm.server batches only requests without one
+        common["seed"] = req.seed
     if req.stop:
         common["stop"] = req.stop
     if req.kind == "chat":
