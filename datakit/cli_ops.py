@@ -25,12 +25,13 @@ def _names(refs: list[str], names: list[str]) -> list[str]:
 
 
 def _commit_all(r: Registry, inputs: list[Manifest], outputs: list[Any], names: list[str], op: str,
-                params: dict[str, Any], as_json: bool) -> None:
+                params: dict[str, Any], as_json: bool, parents: list[Manifest] | None = None) -> None:
+    """One output per input; every output's lineage names `parents` (default: all inputs)."""
     from datakit.ops import runner
 
     results = []
     for m, o, name in zip(inputs, outputs, names):
-        man, created = runner.commit(r, name=name, kind=m.kind, inputs=inputs, op=op, params=params, out=o)
+        man, created = runner.commit(r, name=name, kind=m.kind, inputs=parents or inputs, op=op, params=params, out=o)
         results.append({"input": m.ref, "ref": man.ref, "created": created, "content_hash": man.content_hash, "stats": o.stats})
     if as_json:
         emit_json(results)
@@ -112,7 +113,9 @@ def decontam(
               "min_tokens": min_tokens, "threshold": threshold, "field": field}
     with working("checking for contamination"):
         o = op(train, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold)  # type: ignore[arg-type]
-    _commit_all(r, [train[0], *[m for m, _ in evals]][:1], [o], _names([ref], name), "decontam", params, as_json)
+    # the eval sets are parents too: the version's lineage says what it was checked against
+    _commit_all(r, [train[0]], [o], _names([ref], name), "decontam", params, as_json,
+                parents=[train[0], *[m for m, _ in evals]])
     if not as_json:
         for eref, v in o.stats["against"].items():
             out.print(f"  {eref}: {v['items_leaked']} of {v['items']} eval items leaked")
@@ -158,5 +161,4 @@ def mix(
     if as_json:
         emit_json(res.model_dump(mode="json", exclude={"manifest"}) | {"ref": res.manifest.ref, "content_hash": res.manifest.content_hash})
         return
-    out.print(format_table(res))
-    out.print(f"{'committed' if res.created else 'unchanged:'} [bold]{res.manifest.ref}[/] ({res.manifest.rows} rows)")
+    out.print(format_table(res))  # ends with the committed/unchanged line

@@ -31,7 +31,7 @@ def load_spec_file(path: Path, model: type[M], what: str, schema: str, overrides
     if not isinstance(data, dict):
         raise DatakitError(f"{path}: a {what} is a YAML mapping of fields, got {type(data).__name__}")
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is not None:  # an unset CLI flag
             _set_path(data, key, value, path)
     try:
         return model.model_validate(data)
@@ -46,6 +46,9 @@ def load_spec_file(path: Path, model: type[M], what: str, schema: str, overrides
                            + f"\nevery field is described in schemas/{schema}") from None
 
 
+DELETE = object()  # an override that removes a field
+
+
 def _set_path(data: dict, key: str, value: object, path: Path) -> None:
     """Set a dotted key (`stages.1.train.epochs`) in the loaded YAML; list items by index."""
     node: object = data
@@ -57,11 +60,13 @@ def _set_path(data: dict, key: str, value: object, path: Path) -> None:
                 raise DatakitError(f"{path}: override {key}: {'.'.join(parts[:i])} has {len(node)} items; "
                                    f"{part!r} is not an index into it")
             if last:
-                node[int(part)] = value
+                node[int(part)] = None if value is DELETE else value
             else:
                 node = node[int(part)]
         elif isinstance(node, dict):
-            if last:
+            if last and value is DELETE:
+                node.pop(part, None)
+            elif last:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
@@ -70,14 +75,17 @@ def _set_path(data: dict, key: str, value: object, path: Path) -> None:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """`KEY=VALUE` flags into overrides; values are read as YAML scalars (`8` is an int, `1e-4` a float)."""
+    """`KEY=VALUE` flags into overrides; values are read as YAML scalars (`8` is an int, `1e-4` a float,
+    `null` removes the field)."""
     out: dict[str, object] = {}
     for pair in pairs:
         key, eq, raw = pair.partition("=")
         if not eq or not key.strip():
             raise DatakitError(f"--set {pair!r}: write KEY=VALUE, e.g. --set stages.1.train.epochs=8")
         value = yaml.safe_load(raw)
-        if isinstance(value, str) and _FLOAT.match(value):
+        if value is None:  # `--set stages.1.train.epochs=null` removes the field (to switch epochs to iters)
+            value = DELETE
+        elif isinstance(value, str) and _FLOAT.match(value):
             value = float(value)  # YAML 1.1 reads 1e-4 as a string
         out[key.strip()] = value
     return out

@@ -59,13 +59,13 @@ class Demo:
     # ---- plumbing -----------------------------------------------------------------------------
     def datakit(self, *args: str | Path, ok_codes: tuple[int, ...] = (0,)) -> int:
         """Run one CLI command in this process, printing it first as a user would type it."""
-        from datakit.cli_common import app
+        from datakit.cli import app  # with every command registered
 
         argv = [str(a) for a in args]
         self.console.print(f"[dim]$[/] [bold]datakit {shlex.join(argv)}[/]")
         try:
-            app(["--registry", str(self.registry), *argv], standalone_mode=False)
-            code = 0
+            rv = app(["--registry", str(self.registry), *argv], standalone_mode=False)
+            code = rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as its return value
         except CheckFailed as e:  # a gate or lint verdict, which the demo expects for domain-only
             self.console.print(f"[yellow]exit {e.exit_code}:[/] {e}")
             code = e.exit_code
@@ -85,7 +85,7 @@ class Demo:
             self.console.print(f"using {self.cfg.base_model}")
             done()
             return self.cfg.base_model
-        web = [r["text"][:600] for r in _records(Registry(self.registry), "c4")]
+        web = web_texts(Registry(self.registry))
         with Progress(TextColumn("pre-training {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=self.console,
                       transient=True) as bar:
@@ -114,7 +114,7 @@ class Demo:
         self.datakit("split", "acme-cpt", "--valid", "0.1", "--name", "acme-cpt-split")
         replay = _write_jsonl(work / "general-replay.jsonl", general.replay_chats())
         self.datakit("ingest", replay, "--name", "general-replay", "--kind", "sft")
-        probes = _write_jsonl(work / "probes.jsonl", self._probes())
+        probes = _write_jsonl(work / "probes.jsonl", demo_probes(Registry(self.registry), ex))
         self.datakit("ingest", probes, "--name", "demo-probes", "--kind", "probes")
         self.datakit("decontam", "general-replay", "--against", "demo-probes", "--name", "general-replay-clean")
         done()
@@ -123,21 +123,6 @@ class Demo:
             self.datakit("mix", ex / f"mix-{cand}.yaml")
         self.datakit("lint", "mixed", ok_codes=(0, 1))
         done()
-
-    def _probes(self) -> list[dict[str, Any]]:
-        """General probes from the facts; domain probes from the cloze questions build sft wrote for the facts in
-        the training split (held-out facts are never taught, so they measure nothing a tiny model can do);
-        identity probes from examples/acme/probes.jsonl; bleed and perplexity probes."""
-        reg = Registry(self.registry)
-        domain = []
-        for rec in _records(reg, "acme-sft-split"):
-            q, a = rec["messages"][-2]["content"], rec["messages"][-1]["content"]
-            if rec.get("split") == "train" and q.startswith(("Fill in the blank:", "빈칸을 채우세요:")):
-                domain.append({"id": f"domain-{rec['id'][:10]}", "type": "knowledge", "group": "domain", "prompt": q,
-                               "expect": a.split(".", 1)[0].split(":", 1)[0].strip()})
-        fixed = [json.loads(line) for line in (self.cfg.example / "probes.jsonl").read_text().splitlines() if line.strip()]
-        web = [r["text"][:400] for r in _records(reg, "c4")[-10:]]  # the pre-training uses the first ones
-        return general.probes() + general.bleed_probes() + general.perplexity_probes(web) + domain + fixed
 
     def train(self) -> dict[str, Path]:
         adapters = {}
@@ -166,6 +151,27 @@ class Demo:
         self.datakit("compare", ev / "base", *(ev / c for c in CANDIDATES), "--names", ",".join(["base", *CANDIDATES]),
                      "--gate", self.cfg.example / "gate.yaml", "--out", self.cfg.runs / "report", ok_codes=(0, 1))
         done()
+
+
+def web_texts(reg: Registry) -> list[str]:
+    """The c4 documents (ingested in step 0) as the base model's web text: the first ones pre-train it,
+    the last ten are its held-out perplexity probes."""
+    return [r["text"][:600] for r in _records(reg, "c4")]
+
+
+def demo_probes(reg: Registry, example: Path = EXAMPLE) -> list[dict[str, Any]]:
+    """General probes from the facts; domain probes from the cloze questions `build sft` wrote for the facts
+    in acme-sft-split's training split (held-out facts are never taught, so they measure nothing a tiny
+    model can do); identity probes from examples/acme/probes.jsonl; bleed and perplexity probes."""
+    domain = []
+    for rec in _records(reg, "acme-sft-split"):
+        q, a = rec["messages"][-2]["content"], rec["messages"][-1]["content"]
+        if rec.get("split") == "train" and q.startswith(("Fill in the blank:", "빈칸을 채우세요:")):
+            domain.append({"id": f"domain-{rec['id'][:10]}", "type": "knowledge", "group": "domain", "prompt": q,
+                           "expect": a.split(".", 1)[0].split(":", 1)[0].strip()})
+    fixed = [json.loads(line) for line in (example / "probes.jsonl").read_text().splitlines() if line.strip()]
+    held_out = [t[:400] for t in web_texts(reg)[-10:]]
+    return general.probes() + general.bleed_probes() + general.perplexity_probes(held_out) + domain + fixed
 
 
 def _records(reg: Registry, ref: str) -> list[dict[str, Any]]:
