@@ -80,3 +80,12 @@ def test_cli_decontam_reports_leaks(cli, tmp_path, external):
     leaks = cli("registry", "show", "t-clean", "--json", check_json=True).json
     assert leaks["rows"] == 1 and leaks["parents"][0]["ref"] == "t@v1"
     assert pl.read_parquet(tmp_path / "registry" / "datasets" / "t-clean" / "v1" / "leaks.parquet")["eval_id"].to_list() == ["wiki-1"]
+
+
+def test_overlap_is_a_share_of_the_eval_items_windows_even_when_a_row_repeats_them(reg, tmp_path):
+    item = "the quick brown fox jumps over the lazy dog near the river bank today again"  # 15 tokens, 3 windows
+    ingest(reg, [write_jsonl(tmp_path / "p.jsonl", [{"id": "fox", "type": "perplexity", "text": item}])],
+           name="p", kind="probes")
+    ingest(reg, [write_jsonl(tmp_path / "t.jsonl", [{"text": f"{item}. {item}. {item}."}])], name="t", kind="cpt")
+    out = decontam(runner.load(reg, ["t"])[0], runner.load(reg, ["p"]))
+    assert out.extras["leaks.parquet"]["overlap"].to_list() == [1.0]

@@ -42,7 +42,7 @@ def _window_hashes(tokens: pl.Series, w: int, only: np.ndarray | None = None) ->
     """(doc, hash) for every distinct w-token window of each document (or of the `only` documents)."""
     sh = minhash.shingle_hashes(tokens, w)
     doc = np.repeat(np.arange(len(sh.offsets) - 1), sh.sizes)
-    out = pl.DataFrame({"doc": doc, "h": sh.hashes})
+    out = pl.DataFrame({"doc": doc, "h": sh.hashes}).unique(maintain_order=True)  # a repeated window counts once
     return out.filter(pl.col("doc").is_in(pl.Series(only).implode())) if only is not None else out
 
 
