@@ -42,6 +42,9 @@ _CLAIM_RE = regex.compile(
     r"|助手|模型|人工智能|开发|训练|어시스턴트|인공지능|모델|챗봇|개발|훈련|アシスタント|モデル|開発)"
     r"|\bas an AI\b"
 )
+# "I am ChatGPT." / "저는 챗GPT입니다": a first-person phrase right before the name is a claim with no assistant word
+_NAMES_SELF_RE = regex.compile(r"(?i)(?:\bI am|\bI'm|\bmy name is|\bcall me|我是|我叫|저는|제 이름은|나는|私は)\s*"
+                               r"(?:(?:an?|the|called|named)\s+)?$")
 _ASK_RE = regex.compile(
     r"(?i)\b(?:are|were) you\b|\byour (?:name|maker|creator|model)\b|\bwho (?:made|created|trained|built|developed) you\b"
     r"|你是|你叫|你的|作为|너는|넌|당신은|당신의|あなたは|あなたの"
@@ -109,6 +112,9 @@ def _deny_findings(i: int, kind: str, turns: list[tuple[str, str, str]], lang: s
             # an error: "As an AI I can't draw; try Microsoft Excel" names a tool, not an identity
             about_self = kind == "identity" or (claims and bool((_ASK_RE if role == "user" else _CLAIM_RE).search(sentence)))
             for found, canon in find_vendor_names(sentence, aliases=aliases, allow=allow):
+                at = sentence.find(found)
+                about_self = about_self or (role == "assistant" and at >= 0
+                                            and bool(_NAMES_SELF_RE.search(sentence[max(0, at - 40):at])))
                 generic = GENERIC["company" if canon in COMPANIES else "model"].get(lang, GENERIC["model"]["en"])
                 out.append(Finding(
                     level="error" if about_self else "warning", check="deny_name", row=i, field=field, matched=found,

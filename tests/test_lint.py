@@ -150,3 +150,11 @@ def test_cli_exits_1_on_an_identity_set_naming_a_competitor_and_0_on_a_clean_one
     proc = cli("lint", "good", "--json", check_json=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.json["ok"] is True and proc.json["findings"] == []
+
+
+def test_an_assistant_that_names_itself_a_vendor_model_is_an_error_without_an_assistant_word(reg, tmp_path):
+    rows = [chat("Who are you?", "I am ChatGPT."), chat("너는 누구야?", "저는 챗GPT입니다."),
+            chat("Which tool drafts emails?", "Try ChatGPT for that.")]
+    ingest(reg, [write_jsonl(tmp_path / "s.jsonl", rows)], name="s", kind="sft")
+    found = {(f.row, f.level) for f in lint(reg, "s").findings if f.check == "deny_name"}
+    assert found == {(0, "error"), (1, "error"), (2, "warning")}
