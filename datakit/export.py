@@ -68,5 +68,6 @@ def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
         import datasets
 
         dd = datasets.DatasetDict({s: datasets.Dataset.from_list(rows) for s, rows in parts.items() if rows})
+        datasets.disable_progress_bars()  # one bar per dataset split is noise in a training log
         dd.save_to_disk(str(out))
     return {"ref": m.ref, "kind": m.kind, "format": fmt, "rows": counts, "content_hash": m.content_hash}

@@ -75,8 +75,10 @@ class HFRunner:
 
     def __init__(self, model_dir: str | Path, adapter: str | Path | None = None) -> None:
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" per load; ours shows the probes
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(str(model_dir))
         self.tok.padding_side = "left"

@@ -231,7 +231,7 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
     """The TRL engine, with data prepared and callbacks attached; plus facts found on the way."""
     from transformers import EarlyStoppingCallback
 
-    from datakit.train.hf_callbacks import BestAdapterCallback, MetricsCallback
+    from datakit.train.hf_callbacks import BestAdapterCallback, MetricsCallback, ProgressCallback
 
     stage, t = job.stage.stage, job.stage.train
     train_raw, valid_raw = load_splits(job)
@@ -243,7 +243,7 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
     model, peft_config, tok = load_policy(job)
     train, long_train = prepare(job, tok, train_raw)
     valid, long_valid = prepare(job, tok, valid_raw) if valid_raw is not None else (None, 0)
-    callbacks = [MetricsCallback(job.metrics, stage)]
+    callbacks = [MetricsCallback(job.metrics, stage), ProgressCallback(f"training {stage} ({job.base_model.name})")]
     if valid is not None:
         callbacks.append(BestAdapterCallback(job.out_dir / "best-adapter"))
     if t.early_stopping is not None:
@@ -262,12 +262,26 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
                      "truncated_by_split": {"train": long_train, "valid": long_valid}}
 
 
+def _quiet_libraries() -> None:
+    """datasets' and transformers' own bars for every map and load drown datakit's one bar per stage."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
 def run_stage(job: StageJob) -> StageResult:
     """Train one stage; the best adapter (by validation loss, else the last) lands in job.adapter_dir."""
     try:
         import trl  # noqa: F401
     except ImportError:
         raise DatakitError(f"the hf backend needs trl and peft; {INSTALL}") from None
+    _quiet_libraries()
     trainer, extra = build_trainer(job)
     zero = trainer.is_world_process_zero()
     if extra["truncated_rows"] and zero:
