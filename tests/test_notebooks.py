@@ -12,12 +12,11 @@ import re
 import sys
 from pathlib import Path
 
+import nbclient  # the [dev] extra: a missing one must fail the suite, not skip the notebooks
+import nbformat
 import pytest
 
 from tests.conftest import EXTERNAL, ROOT
-
-nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' (nbformat, nbclient, ipykernel)")
-nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' (nbformat, nbclient, ipykernel)")
 
 NOTEBOOKS = ROOT / "notebooks"
 BUILD, TRAIN = "01_build_data", "02_train_and_eval"
