@@ -102,7 +102,7 @@ def _export_preflight(ref: str, model_dir: Path, max_seq_len: int, backend: str)
 @app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="Folder with the external demo datasets.")] = Path("../shared/data/external"),
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller pre-training and fine-tunes (under 3 minutes).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A shorter CPT stage (the full demo takes about 2 minutes on 2 cores).")] = False,
     backend: Annotated[str, typer.Option(help="Training and eval backend: hf, or mlx (fast on Apple silicon only).")] = "hf",
     base_model: Annotated[Optional[Path], typer.Option("--base-model", help="A real model folder instead of the tiny pre-trained one.")] = None,
     work: Annotated[Path, typer.Option(help="Folder for the demo's data files (and registry, unless --registry).")] = Path("build/demo"),

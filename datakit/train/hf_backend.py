@@ -258,6 +258,9 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
                      peft_config=peft_config, callbacks=callbacks)
     if trainer.is_fsdp_enabled:  # one rank cannot save a sharded adapter mid-run; see save_final
         trainer.remove_callback(BestAdapterCallback)
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every log dict; ours: a bar + metrics.jsonl
     return trainer, {"truncated_rows": long_train + long_valid,
                      "truncated_by_split": {"train": long_train, "valid": long_valid}}
 
