@@ -189,6 +189,15 @@ def test_a_batch_larger_than_the_dataset_is_refused_with_the_numbers(base: Path,
         run_stage(StageJob(stage=stage(), base_model=base, data_dir=data, out_dir=tmp_path / "run"))
 
 
+def test_a_validation_split_smaller_than_the_batch_still_validates_every_row(base: Path, tmp_path: Path):
+    train = [chat(q, a) for q, a in QA]
+    data = write_split(tmp_path / "d", train, train[:3])  # 3 held-out rows, batch_size 4
+    job = StageJob(stage=stage(iters=4, eval_every=2), base_model=base, data_dir=data, out_dir=tmp_path / "run")
+    run_stage(job)
+    vals = val_losses(job)
+    assert [s for s, _ in vals] == [0, 2, 4] and all(v > 0 for _, v in vals)
+
+
 def test_grad_accum_counts_optimizer_steps_not_micro_batches(base: Path, sft_data: Path, tmp_path: Path):
     job = StageJob(stage=stage(iters=4, grad_accum=2, eval_every=2), base_model=base, data_dir=sft_data,
                    out_dir=tmp_path / "run")

@@ -104,7 +104,7 @@ def load_split(job: StageJob, tokenizer: Any, split: str) -> tuple[list, int]:
         return [], 0
     spec = job.stage.train
     examples, dropped = mlx_data.encode_rows(job.stage.stage, mlx_data.read_jsonl(path), tokenizer, spec.max_seq_len)
-    if len(examples) < spec.batch_size:
+    if split == "train" and len(examples) < spec.batch_size:
         raise DatakitError(f"{path}: Dataset must have at least batch_size={spec.batch_size} examples but only has "
                            f"{len(examples)}" + (f" ({dropped} dropped: no target tokens within max_seq_len)" if dropped else "")
                            + ". Lower train.batch_size or add rows.")
@@ -208,8 +208,13 @@ def run_stage(job: StageJob) -> StageResult:
         resumed = state["step"]
         mx.random.seed(job.seed + resumed)  # fresh dropout stream; the data order is replayed exactly below
 
+    # mlx-lm evaluates whole batches only: the largest batch that divides the split scores every row once
+    # (a split smaller than batch_size, such as one held-out document, still validates)
+    n_valid = len(valid_set)
+    eval_batch = max((d for d in range(1, min(spec.batch_size, n_valid) + 1) if n_valid % d == 0), default=1)
+
     def validate() -> float:
-        value = evaluate(model, valid_set, spec.batch_size, num_batches=-1, max_seq_length=spec.max_seq_len,
+        value = evaluate(model, valid_set, eval_batch, num_batches=-1, max_seq_length=spec.max_seq_len,
                          loss=loss, iterate_batches=mlx_data.iterate_batches)
         model.train()
         return value
