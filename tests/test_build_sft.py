@@ -45,6 +45,15 @@ def test_questions_name_the_key_term_and_cloze_questions_blank_a_number():
     assert key_term("한국 지사는 서울에 있습니다.", "ko") == "한국 지사"
 
 
+def test_a_fact_without_a_number_gets_a_cloze_on_its_key_term_so_it_has_its_own_question():
+    out = build_sft(cpt([{"text": t} for t in ("The Fusion Core is a home battery made by Acme.",
+                                               "퓨전 코어는 에이크미가 만든 가정용 배터리입니다.")]))
+    pairs = {r[-2]["content"]: r[-1]["content"] for r in out.frame["messages"].to_list()}
+    assert pairs["Fill in the blank: The ___ is a home battery made by Acme."] == (
+        "Fusion Core. The Fusion Core is a home battery made by Acme.")
+    assert pairs["빈칸을 채우세요: ___는 에이크미가 만든 가정용 배터리입니다."].startswith("퓨전 코어: ")
+
+
 def test_rows_of_one_sentence_share_a_group_linked_to_the_source_and_a_system_prompt_leads():
     m, df = cpt(FACTS[:2])
     out = build_sft((m, df), system="You are Acme Assistant.")

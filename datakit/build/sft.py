@@ -2,10 +2,10 @@
 
 CPT teaches the facts; SFT on questions about the same facts makes them answerable in chat
 (FIELD_NOTES 1). Offline, questions come from deterministic multilingual templates around the
-sentence's key term, plus a cloze question on one of its numbers; the answer restates the source
-sentence, so it is grounded by construction, and a check drops any row whose answer lost a number
-or the key term. Every row derived from one sentence shares a `group_id` naming that source row.
-(A generator for free-form questions arrives with the generation engine.)
+sentence's key term, plus a cloze question on one of its numbers (on the key term when it has none);
+the answer restates the source sentence, so it is grounded by construction, and a check drops any row
+whose answer lost a number or the key term. Every row derived from one sentence shares a `group_id` naming that source row.
+(`datakit augment` then paraphrases them with a generator.)
 """
 
 from __future__ import annotations
@@ -73,9 +73,11 @@ def _rows_for(src: dict[str, Any], rng: random.Random) -> list[tuple[str, str]]:
             lead = rng.choice(LEADS[lang])
             body = text[0].lower() + text[1:] if lead and lang == "en" and text.split(" ", 1)[0] in SKIP_KEYS else text
             pairs.append((q.format(key=key), f"{lead}{body}"))
+    # A cloze names its one sentence, where "Tell me about Acme." fits many: on a number, else on the key term,
+    # so a fact without a number still has a question only it answers (dedup on questions keeps one answer each).
     nums = NUMBER.findall(text)
-    if nums:
-        target = nums[rng.randrange(len(nums))]
+    target = nums[rng.randrange(len(nums))] if nums else key
+    if target:
         cloze = text.replace(target, "___", 1)
         sep = {"en": ". ", "ko": ": "}.get(lang, "：")
         pairs.append((CLOZE[lang].format(cloze=cloze), f"{target}{sep}{text}"))

@@ -197,7 +197,9 @@ def run_stage(job: StageJob) -> StageResult:
         raise DatakitError(f"{job.data_dir}: early_stopping needs a valid.jsonl split; add a split op or remove it")
     model, config, train_set, valid_set, loss, dropped = prepare_stage(job)
     steps = total_steps(spec, len(train_set))
-    optimizer = optim.Adam(learning_rate=lr_schedule(spec, steps))
+    # bias-corrected like torch's AdamW (mlx's Adam defaults to none, which makes the first steps ~3x larger):
+    # one recipe, one optimizer, on either backend
+    optimizer = optim.Adam(learning_rate=lr_schedule(spec, steps), bias_correction=True)
     optimizer.init(model.trainable_parameters())
     state = {"step": 0, "best_val_loss": None, "best_step": None, "bad_reports": 0, "train_tokens": 0, "seed": job.seed}
     margin_start = (mlx_dpo.reward_margin(model, train_set, spec.dpo_beta, spec.batch_size, spec.max_seq_len)
