@@ -128,3 +128,12 @@ def test_the_train_and_eval_notebook_writes_a_report_for_base_and_the_tuned_mode
     lineage = json.loads(next((work / "runs").glob("mixed/*/lineage.json")).read_text())
     assert [d["ref"] for d in lineage["data"]] == ["acme-cpt-split@v1", "mixed@v1"]
     assert "exit code" in text and "all gates passed" in text  # the notebook printed the compare verdict
+
+
+def test_the_notebooks_are_generated_from_their_sources(tmp_path: Path) -> None:
+    import subprocess
+
+    subprocess.run([sys.executable, str(NOTEBOOKS / "src" / "gen.py"), str(tmp_path)], check=True, capture_output=True)
+    for name in (BUILD, TRAIN):
+        assert (tmp_path / f"{name}.ipynb").read_text() == (NOTEBOOKS / f"{name}.ipynb").read_text(), (
+            f"{name}.ipynb differs from notebooks/src/{name}.py: run `python notebooks/src/gen.py`")
