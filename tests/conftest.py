@@ -101,3 +101,46 @@ def mlx_lm_server(model: Path):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def chat_completion(text: str, finish: str = "stop", model: str = "m") -> dict:
+    """An OpenAI chat-completions response body carrying `text`."""
+    return {"id": "c1", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+@__import__("contextlib").contextmanager
+def json_server(respond):
+    """A stdlib HTTP server on a free loopback port; yields its /v1 base URL. `respond(body_bytes, headers)`
+    returns (status, JSON payload), or a number of seconds to hang without answering."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            reply = respond(body, {k.lower(): v for k, v in self.headers.items()})
+            if isinstance(reply, (int, float)):
+                time.sleep(reply)
+                return
+            status, payload = reply
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

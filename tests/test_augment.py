@@ -8,7 +8,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from datakit.ops.augment_gates import (GATES, Pair, answer_prompt, check, clean_
 from datakit.registry import Registry
 from datakit.storage import frame_to_records
 from datakit.tiny import build_llama
-from tests.conftest import chat, mlx_lm_server, write_jsonl
+from tests.conftest import chat, chat_completion, json_server, mlx_lm_server, write_jsonl
 
 REFUND = Pair("How long is the refund window at Acme?", "Refunds are accepted within 30 days of purchase.")
 REFUND_KO = Pair("환불 기간은 얼마나 되나요?", "구매 후 30일 이내에 환불할 수 있습니다.")
@@ -116,32 +115,14 @@ def openai_server() -> Iterator[tuple[str, list, list[dict]]]:
     answer: list[Callable[[dict], tuple[str, str]]] = []
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a) -> None:
-            pass
+    def respond(raw: bytes, headers: dict) -> tuple[int, dict]:
+        body = json.loads(raw)
+        seen.append(body)
+        text, finish = answer[0](body)
+        return 200, chat_completion(text, finish, body["model"])
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            seen.append(body)
-            text, finish = answer[0](body)
-            data = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                               "choices": [{"index": 0, "finish_reason": finish,
-                                            "message": {"role": "assistant", "content": text}}],
-                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", answer, seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(respond) as url:
+        yield url, answer, seen
 
 
 GOOD_REFUND = ('Paraphrase: "Within what time can I get my money back from Acme?"',

@@ -3,18 +3,15 @@ a hang), a local HF model, and the journal's crash and secret handling."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from datakit.errors import DatakitError
-from tests.conftest import free_port, mlx_lm_server
+from tests.conftest import chat_completion, free_port, json_server, mlx_lm_server
 from datakit.generate import Journal, Request, generate_all, parse_spec
 from datakit.tiny import IM_END, build_llama
 
@@ -92,10 +89,7 @@ def test_chat_and_completion_come_back_from_mlx_lm_server_and_a_rerun_sends_noth
 # ---- servers that fail on purpose --------------------------------------------------------------
 
 
-def _completion(text: str) -> dict:
-    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+_completion = chat_completion
 
 
 @pytest.fixture
@@ -104,32 +98,13 @@ def scripted() -> Iterator[tuple[str, list, list]]:
     script: list = []
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a) -> None:
-            pass
+    def respond(raw: bytes, headers: dict) -> tuple[int, dict] | float:
+        seen.append(headers)
+        status, body = script.pop(0) if script else ("hang", 3)
+        return body if status == "hang" else (status, body)
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append({k.lower(): v for k, v in self.headers.items()})
-            status, body = script.pop(0) if script else ("hang", 3)
-            if status == "hang":
-                time.sleep(body)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", script, seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(respond) as url:
+        yield url, script, seen
 
 
 def test_429_then_500_then_success_is_retried_with_backoff_and_the_key_is_sent_but_never_journaled(

@@ -4,13 +4,12 @@ counted."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from datakit.ingest import ingest
 from datakit.registry import Registry
 from datakit.storage import frame_to_records
 from datakit.tiny import build_llama, train_tokenizer
-from tests.conftest import mlx_lm_server, write_jsonl
+from tests.conftest import chat_completion, json_server, mlx_lm_server, write_jsonl
 
 # ---- parsing what judges write ---------------------------------------------------------------------------------
 
@@ -94,50 +93,25 @@ def verdict(conversation: str, answer: str) -> tuple[str, float | None]:
     return forms[h // 10 % len(forms)]
 
 
-def _completion(text: str) -> dict:
-    return {"id": "c1", "object": "chat.completion", "created": 0, "model": "judge",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-
-
 @pytest.fixture
 def judge_server() -> Iterator[Callable[..., tuple[str, list]]]:
     """start(status=200) -> (judge spec, requests seen): an OpenAI chat-completions server answering with
     `verdict`, or with `status` and an error body."""
-    servers = []
+    with contextlib.ExitStack() as servers:
+        def start(status: int = 200) -> tuple[str, list]:
+            seen: list = []
 
-    def start(status: int = 200) -> tuple[str, list]:
-        seen: list = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            def respond(raw: bytes, headers: dict) -> tuple[int, dict]:
+                body = json.loads(raw)
                 seen.append(body)
-                if status == 200:
-                    conversation, answer = RUBRIC_PARTS.search(body["messages"][-1]["content"]).groups()
-                    payload = _completion(verdict(conversation, answer)[0])
-                else:
-                    payload = {"error": {"message": "the judge is down"}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                if status != 200:
+                    return status, {"error": {"message": "the judge is down"}}
+                conversation, answer = RUBRIC_PARTS.search(body["messages"][-1]["content"]).groups()
+                return 200, chat_completion(verdict(conversation, answer)[0], model="judge")
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"openai:judge@http://127.0.0.1:{server.server_address[1]}/v1", seen
+            return f"openai:judge@{servers.enter_context(json_server(respond))}", seen
 
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+        yield start
 
 
 @pytest.fixture(scope="module")
