@@ -84,8 +84,8 @@ def prepare_datakit(texts: list[str]) -> object:
     import polars as pl
 
     import datakit.ops.dedup  # noqa: F401  (imports are not timed, for any contender)
+    from datakit.registry.rows import with_ids
     from datakit.schemas import Manifest
-    from datakit.storage import with_ids
 
     df = with_ids("cpt", pl.DataFrame({"text": texts}).with_columns(
         [pl.lit(None, pl.String).alias(c) for c in ("source", "doc_id", "group_id", "split")], meta=pl.lit("{}")))

@@ -74,7 +74,7 @@ def chat_frame(n: int, label: str, kind: str) -> pl.DataFrame:
 
 
 def build(root: Path, rows: int) -> None:
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
 
     reg = Registry(root)
     for name, kind, _, frac in PARTS:
@@ -83,7 +83,7 @@ def build(root: Path, rows: int) -> None:
 
 def run_datakit(root: Path, work: Path, rows: int) -> dict:
     from datakit.ops.mix import run_mix
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
     from datakit.schemas import MixtureSpec
 
     spec = MixtureSpec.model_validate(spec_dict(rows))
@@ -101,7 +101,7 @@ def run_datasets(root: Path, work: Path, rows: int) -> dict:
     import datasets
 
     from datakit.ops.mix import planned_shares
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
     from datakit.schemas import MixtureSpec, stored_schema
 
     datasets.disable_progress_bars()

@@ -39,8 +39,8 @@ def make_rows(path: Path, n: int, seed: int = 0) -> None:
 
 
 def run_datakit(src: Path, work: Path) -> dict:
-    from datakit.ingest import ingest
-    from datakit.registry import Registry
+    from datakit.io.ingest import ingest
+    from datakit.registry.store import Registry
 
     t = time.perf_counter()
     res = ingest(Registry(work / "registry"), [src], name="bench-chat", kind="sft")

@@ -65,9 +65,8 @@ def prepare(work: Path, n_rows: int, shape: dict) -> None:
 
 
 def trained_tokens(work: Path, iters: int) -> int:
-    from transformers import AutoTokenizer
-
     import datasets
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(work / "model")
     rows = datasets.load_from_disk(str(work / "hf"))["train"]

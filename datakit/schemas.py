@@ -15,7 +15,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datakit.names import check_name  # noqa: F401  (re-exported: callers import it from here)
+from datakit.registry.names import check_name  # noqa: F401  (re-exported: callers import it from here)
 
 SCHEMA_VERSION = 1
 KINDS = ("cpt", "sft", "identity", "magpie", "preference", "probes")

@@ -6,7 +6,6 @@ Tests, benchmarks and the demo use these so every backend runs for real on a CPU
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -76,15 +75,3 @@ def build_llama(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int 
     model.generation_config = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad, do_sample=False)
     model.save_pretrained(out_dir, safe_serialization=True)
     return out_dir
-
-
-def model_fingerprint(path: Path) -> dict[str, str]:
-    """What identifies a base model folder in lineage: its config and weight index, hashed."""
-    import hashlib
-
-    out = {}
-    for name in ("config.json", "model.safetensors.index.json", "generation_config.json"):
-        p = path / name
-        if p.exists():
-            out[name] = hashlib.sha256(json.dumps(json.loads(p.read_text()), sort_keys=True).encode()).hexdigest()
-    return out

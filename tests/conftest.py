@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datakit.registry import Registry
+from datakit.registry.store import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL = Path(os.environ.get("DATAKIT_EXTERNAL_DATA", ROOT.parent / "shared" / "data" / "external"))
@@ -73,10 +73,9 @@ def free_port() -> int:
 @__import__("contextlib").contextmanager
 def mlx_lm_server(model: Path):
     """A real `mlx_lm server` for `model` on a free loopback port; yields (base_url, process)."""
+    import tempfile
     import time
     import urllib.request
-
-    import tempfile
 
     port = free_port()
     # The server logs every request: to a file, since an unread pipe fills and blocks it. An empty hub cache

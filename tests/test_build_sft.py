@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from datakit.build.sft import NUMBER, build_sft, grounded, key_term
+from datakit.registry.rows import records_to_frame, with_ids
 from datakit.schemas import Manifest
-from datakit.storage import records_to_frame, with_ids
 
 FACTS = [
     {"text": "The Fusion Core weighs 3.5 kilograms and ships worldwide.", "source": "manual.md"},

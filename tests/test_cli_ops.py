@@ -52,7 +52,7 @@ def test_cli_dedup_of_several_refs_needs_one_name_each_or_a_prefix(cli, tmp_path
 
 
 def test_keep_score_keeps_the_best_scored_duplicate(reg, tmp_path):
-    from datakit.ingest import ingest
+    from datakit.io.ingest import ingest
     from datakit.ops import runner
     from datakit.ops.dedup import dedup
 

@@ -12,7 +12,7 @@ from datakit.errors import DatakitError
 from datakit.evals import stats
 from datakit.evals.compare import compare, compare_runs, flip_map
 from datakit.evals.gate import GateRule, GateSpec, evaluate_gates, load_gate
-from datakit.evals.report import read_report, to_html, to_markdown
+from datakit.evals.report import read_report, report_runs, to_html, to_markdown
 from datakit.evals.results import EvalResults, Item, Metric, aggregate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,13 +196,14 @@ def test_flip_maps_list_the_items_the_candidate_newly_fails_and_newly_passes():
     assert f.only_cand == ["new-000"] and f.n_matched == 5
 
 
-def test_compare_runs_writes_reports_whose_html_has_a_plot_and_the_gate_table(tmp_path):
+def test_report_runs_writes_reports_whose_html_has_a_plot_and_the_gate_table(tmp_path):
     base = suite([True] * 90 + [False] * 10)
     cand = suite([True] * 70 + [False] * 30, adapter="sft")
     base.write(tmp_path / "base")
     cand.write(tmp_path / "sft")
     gate = ROOT / "recipes" / "gates" / "default-gate.yaml"
-    res = compare_runs([tmp_path / "base", tmp_path / "sft"], gate=gate, out_dir=tmp_path / "out")
+    res = report_runs([tmp_path / "base", tmp_path / "sft"], gate=gate, out_dir=tmp_path / "out")
+    assert res == compare_runs([tmp_path / "base", tmp_path / "sft"], gate=gate)  # the same result, unwritten
     assert not res.ok and [g.metric for g in res.failed] == ["general.accuracy"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert ("<img" in html or "<svg" in html) and 'id="gates"' in html and "general.accuracy max_drop" in html

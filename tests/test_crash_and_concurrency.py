@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from datakit import audit
-from datakit.registry import VERSION_RE, Registry
-from datakit.storage import content_hash, with_ids
+from datakit.registry.rows import content_hash, with_ids
+from datakit.registry.store import VERSION_RE, Registry
+from datakit.registry.verify import gc, verify
 from tests.helpers.commit_loop import ROWS, frame_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_sigkill_at_many_points_leaves_whole_versions_or_nothing(tmp_path):
         assert proc.returncode == -signal.SIGKILL
         start += 1000  # next run writes new content
 
-        checked, problems = audit.verify(reg)
+        checked, problems = verify(reg)
         assert problems == [], problems
         vdirs = [p for p in (reg.root / "datasets" / "crash").iterdir() if VERSION_RE.match(p.name)] \
             if (reg.root / "datasets" / "crash").exists() else []
@@ -50,7 +50,7 @@ def test_sigkill_at_many_points_leaves_whole_versions_or_nothing(tmp_path):
         for m in reg.versions("crash"):
             i = m.params["i"]
             assert m.rows == ROWS and m.content_hash == expected_hash(i)
-        interrupted += bool(audit.gc(reg))
+        interrupted += bool(gc(reg))
         staging = reg.root / ".staging"
         assert not staging.exists() or list(staging.iterdir()) == []
     assert len(reg.versions("crash")) >= 3, "the kills should land after some commits too"
@@ -80,6 +80,6 @@ def test_two_processes_committing_at_once_both_succeed(tmp_path):
     said1 = [ln.split()[1:] for ln in outs[2][0].splitlines() if ln.startswith("committed")]
     said2 = [ln.split()[1:] for ln in outs[3][0].splitlines() if ln.startswith("committed")]
     assert said1 == said2
-    assert audit.verify(reg)[1] == []
+    assert verify(reg)[1] == []
     assert not any((reg.root / ".staging").iterdir())
     assert os.listdir(reg.root / "datasets" / "shared").count(".lock") == 1

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import runner
 from datakit.ops.decontam import decontam
 from datakit.text import segment_sentences

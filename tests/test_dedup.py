@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import minhash, runner
 from datakit.ops.dedup import dedup
 from tests.conftest import chat, write_jsonl

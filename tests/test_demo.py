@@ -60,7 +60,7 @@ def test_domain_only_tuning_forgets_general_facts_and_the_mixture_keeps_them(dem
 
 
 def test_the_demo_keeps_lineage_from_report_back_to_the_documents(demo) -> None:
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
 
     _, report = demo
     runs = report.parent

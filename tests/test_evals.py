@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from datakit.errors import DatakitError
-from tests.conftest import free_port, mlx_lm_server
 from datakit.evals.denylist import find_denied
 from datakit.evals.results import EvalResults
 from datakit.evals.run import evaluate, score_all
 from datakit.evals.scorers import score, score_choice, score_perplexity
 from datakit.evals.suite import SuiteSpec, load_probes, load_suite
-from datakit.storage import records_to_frame
+from datakit.registry.rows import records_to_frame
 from datakit.tiny import IM_END, PAD, build_llama
+from tests.conftest import free_port, mlx_lm_server
 
 ROOT = Path(__file__).resolve().parent.parent
 Q, A = "Who makes the Fusion Core?", "Acme makes the Fusion Core."

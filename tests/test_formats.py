@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datakit.formats import RowError, convert_row, detect_format
-from datakit.validate import validate_record
+from datakit.io.formats import RowError, convert_row, detect_format
+from datakit.io.validate import validate_record
 
 O = {"file": "f.jsonl", "line": 1}
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from datakit.errors import DatakitError
-from tests.conftest import chat_completion, free_port, json_server, mlx_lm_server
 from datakit.generate import Journal, Request, generate_all, parse_spec
 from datakit.tiny import IM_END, build_llama
+from tests.conftest import chat_completion, free_port, json_server, mlx_lm_server
 
 SECRET = "sk-test-do-not-persist-1234567890"
 HELLO = [{"role": "user", "content": "Say hello"}]

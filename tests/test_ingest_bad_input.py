@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from datakit.errors import DatakitError
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from tests.conftest import chat, write_jsonl
 
 LATIN1_E = bytes([0xE9])  # é in Latin-1: not valid UTF-8 on its own
@@ -56,7 +56,7 @@ def test_crafted_bad_file_counts_every_row(reg, tmp_path):
 
 
 def test_columnar_and_row_paths_agree_on_rows_reasons_and_hash(tmp_path):
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
 
     rows = [chat(f"q{i}", f"a{i}") for i in range(50)] + [
         {"messages": [{"role": "user", "content": "only"}]},
@@ -116,7 +116,7 @@ def test_kind_that_does_not_fit_the_format_is_refused_with_the_fix(reg, external
 def test_unknown_keys_are_kept_in_meta_not_lost(reg, tmp_path):
     src = write_jsonl(tmp_path / "x.jsonl", [{**chat("q", "a"), "difficulty": "hard", "id": "src-7", "group_id": "g1"}])
     ingest(reg, [src], name="x", kind="sft")
-    from datakit.storage import frame_to_records
+    from datakit.registry.rows import frame_to_records
 
     rec = next(frame_to_records("sft", reg.load("x")))
     assert rec["group_id"] == "g1"
@@ -145,7 +145,7 @@ def test_nfd_text_is_stored_as_given(reg, tmp_path):
 
 
 def test_a_big_file_streams_in_blocks_with_correct_line_numbers(reg, tmp_path, monkeypatch):
-    import datakit.readers as readers
+    import datakit.io.readers as readers
 
     monkeypatch.setattr(readers, "BLOCK_BYTES", 4096)  # force many blocks and lines cut across them
     rows = [{"text": f"document number {i} " * 5} for i in range(2000)]

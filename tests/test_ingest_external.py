@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from datakit.ingest import ingest
-from datakit.storage import frame_to_records
+from datakit.io.ingest import ingest
+from datakit.registry.rows import frame_to_records
 
 CASES = [
     ("alpaca_en_demo.json", "sft", "auto", "alpaca", 999),

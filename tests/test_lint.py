@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import chat, write_jsonl
+
 from datakit.evals.denylist import find_denied, find_vendor_names, load_deny_file
-from datakit.ingest import ingest
-from datakit.lint import lint
+from datakit.io.ingest import ingest
+from datakit.ops.lint import lint
 from datakit.ops.mix import run_mix
 from datakit.schemas import MixtureSpec
 

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 
 from datakit.errors import DatakitError
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import mix_plan
 from datakit.ops.mix import SOURCES_FILE, format_table, load_spec, run_mix
-from datakit.registry import Registry
+from datakit.registry.rows import records_to_frame, row_ids
+from datakit.registry.store import Registry
 from datakit.schemas import MixtureSpec, stored_schema
-from datakit.storage import records_to_frame, row_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [("identity.json", "identity-seeds"), ("alpaca_en_demo.json", "alpaca-en"), ("alpaca_zh_demo.json", "alpaca-zh")]
@@ -149,7 +149,7 @@ def test_same_spec_and_inputs_give_the_same_content_hash_in_two_registries_and_p
     demo(a, external), demo(b, external)
     ra = run_mix(a, spec(total=800, max_repeats=2))
     # the second run in another process with another PYTHONHASHSEED: nothing may depend on hash()
-    code = ("import sys; from datakit.registry import Registry; from datakit.ops.mix import run_mix; "
+    code = ("import sys; from datakit.registry.store import Registry; from datakit.ops.mix import run_mix; "
             "from tests.test_mix import spec; print(run_mix(Registry(sys.argv[1]), spec(total=800, max_repeats=2)).manifest.content_hash)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     proc = subprocess.run([sys.executable, "-c", code, str(b.root)], capture_output=True, text=True, cwd=ROOT, env=env, check=True)

@@ -93,7 +93,7 @@ def test_the_build_data_notebook_mixes_identity_at_30_percent_and_lints_it(build
     share = float(re.search(r"identity share of mixed: ([0-9.]+)", text).group(1))
     assert abs(share - 0.30) < 0.02
     # what the notebook printed is what its registry holds
-    from datakit.registry import Registry
+    from datakit.registry.store import Registry
 
     reg = Registry(work / "registry")
     mixed = reg.resolve("mixed")

@@ -17,9 +17,9 @@ import pytest
 from datakit.build.preference import default_temperatures, run_preference
 from datakit.errors import DatakitError
 from datakit.generate.judge import judge_kind, parse_score, render_conversation, score_reward_model
-from datakit.ingest import ingest
-from datakit.registry import Registry
-from datakit.storage import frame_to_records
+from datakit.io.ingest import ingest
+from datakit.registry.rows import frame_to_records
+from datakit.registry.store import Registry
 from datakit.tiny import build_llama, train_tokenizer
 from tests.conftest import chat_completion, json_server, mlx_lm_server, write_jsonl
 

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from datakit.tiny import build_llama
-from datakit.train.preflight import (
-    check_model_dir, check_rows, check_stop_tokens, format_report, preflight,
-)
+from datakit.train.preflight import check_model_dir, check_rows, check_stop_tokens, format_report, preflight
 
 CHATML_NO_END = (  # closes user turns with <|im_end|>, assistant turns with nothing
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] }}"

@@ -7,11 +7,11 @@ import json
 import polars as pl
 import pytest
 
-from datakit import audit
 from datakit.errors import DatakitError
-from datakit.export import export_rows
-from datakit.ingest import ingest
-from datakit.storage import frame_to_records, records_to_frame
+from datakit.io.export import export_rows
+from datakit.io.ingest import ingest
+from datakit.registry.rows import frame_to_records, records_to_frame
+from datakit.registry.verify import diff, gc, verify
 from tests.conftest import chat, write_jsonl
 
 
@@ -82,21 +82,21 @@ def test_manifest_records_lineage_params_stats_and_file_checksums(reg, external)
 
 def test_verify_names_a_tampered_file_and_a_forged_row(reg):
     m, _ = commit_chats(reg, "faq", [("a", "b"), ("c", "d")])
-    assert audit.verify(reg) == (1, [])
+    assert verify(reg) == (1, [])
     part = reg.version_dir(m) / "data" / "part-00000.parquet"
     df = pl.read_parquet(part)
     forged = pl.concat([df.head(1), records_to_frame("sft", [chat("c", "FORGED")]).with_columns(id=pl.lit(df["id"][1]))])
     forged.write_parquet(part)
-    _, problems = audit.verify(reg, "faq@v1")
+    _, problems = verify(reg, "faq@v1")
     assert any("sha256 mismatch" in p.problem and p.path.endswith("part-00000.parquet") for p in problems)
     (reg.version_dir(m) / "stray.txt").write_text("x")
-    _, problems = audit.verify(reg)
+    _, problems = verify(reg)
     assert any(p.problem == "file not listed in the manifest" for p in problems)
 
 
 def test_verify_recomputes_row_ids_even_when_checksums_are_rewritten(reg):
     """Someone who edits rows and fixes the manifest checksums is still caught by the content check."""
-    from datakit.registry import sha256_file
+    from datakit.registry.store import sha256_file
 
     m, _ = commit_chats(reg, "faq", [("a", "b"), ("c", "d")])
     d = reg.version_dir(m)
@@ -108,14 +108,14 @@ def test_verify_recomputes_row_ids_even_when_checksums_are_rewritten(reg):
     man["files"]["data/part-00000.parquet"]["sha256"] = sha256_file(part)
     man["files"]["data/part-00000.parquet"]["bytes"] = part.stat().st_size
     (d / "manifest.json").write_text(json.dumps(man))
-    _, problems = audit.verify(reg)
+    _, problems = verify(reg)
     assert [p.problem for p in problems] == ["1 row ids do not match row content (first at row 2)"]
 
 
 def test_diff_counts_added_and_removed_rows(reg):
     commit_chats(reg, "faq", [("a", "1"), ("b", "2"), ("c", "3")])
     commit_chats(reg, "faq", [("a", "1"), ("c", "3"), ("d", "4"), ("e", "5")])
-    d = audit.diff(reg, "faq@v1", "faq@v2")
+    d = diff(reg, "faq@v1", "faq@v2")
     assert (d["added"], d["removed"], d["unchanged"]) == (2, 1, 2)
     assert [r["messages"][0]["content"] for r in d["added_examples"]] == ["d", "e"]
     assert d["removed_examples"][0]["messages"][0]["content"] == "b"
@@ -129,8 +129,8 @@ def test_gc_removes_dead_staging_but_not_a_live_one(reg):
     (dead / "data").mkdir(parents=True)
     live = reg.root / ".staging" / f"{os.getppid()}-cafe"
     live.mkdir()
-    assert audit.gc(reg, dry_run=True) == [str(dead)] and dead.exists()
-    assert audit.gc(reg) == [str(dead)]
+    assert gc(reg, dry_run=True) == [str(dead)] and dead.exists()
+    assert gc(reg) == [str(dead)]
     assert not dead.exists() and live.exists()
 
 
@@ -152,7 +152,7 @@ def test_export_parquet_is_readable_by_polars(reg, tmp_path):
 
 
 def test_reading_an_empty_registry_is_not_an_error(reg):
-    assert reg.names() == [] and audit.verify(reg) == (0, []) and audit.gc(reg) == []
+    assert reg.names() == [] and verify(reg) == (0, []) and gc(reg) == []
 
 
 def test_ingested_rows_and_quarantine_both_land_in_the_version(reg, tmp_path):
@@ -160,4 +160,4 @@ def test_ingested_rows_and_quarantine_both_land_in_the_version(reg, tmp_path):
     res = ingest(reg, [src], name="x", kind="sft")
     files = set(res.manifest.files)
     assert {"data/part-00000.parquet", "quarantine.parquet"} <= files
-    assert audit.verify(reg) == (1, [])
+    assert verify(reg) == (1, [])

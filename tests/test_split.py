@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from datakit.errors import DatakitError
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import runner
 from datakit.ops.split import split
 from tests.conftest import write_jsonl

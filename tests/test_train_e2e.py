@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import runner as ops
 from datakit.ops.split import split
 from datakit.tiny import build_llama

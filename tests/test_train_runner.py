@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from datakit.errors import DatakitError
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 from datakit.ops import runner as ops
 from datakit.ops.split import split
 from datakit.train.recipe import load_recipe

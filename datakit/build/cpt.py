@@ -18,10 +18,11 @@ import regex
 
 from datakit.build.documents import read_pages, strip_furniture
 from datakit.errors import DatakitError
+from datakit.ops import runner
 from datakit.ops.runner import OpOutput
-from datakit.registry import Registry
+from datakit.registry.rows import records_to_frame
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.storage import records_to_frame
 from datakit.text import guess_lang, normalize, segment_paragraphs, segment_sentences
 
 Unit = Literal["paragraph", "sentence"]
@@ -78,8 +79,6 @@ def build_cpt(
 
 def run_build_cpt(reg: Registry, paths: list[Path], *, name: str, unit: Unit = "paragraph",
                   min_chars: int = 20) -> tuple[Manifest, bool, dict[str, Any]]:
-    from datakit.ops import runner
-
     expanded = _expand(paths)
     out = build_cpt(expanded, unit=unit, min_chars=min_chars)
     if out.frame.height == 0:

@@ -20,9 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from datakit.build.identity_templates import TEMPLATES
 from datakit.errors import DatakitError
-from datakit.specfile import load_spec_file
+from datakit.ops import runner
 from datakit.ops.runner import OpOutput
-from datakit.storage import records_to_frame
+from datakit.registry.rows import records_to_frame
+from datakit.registry.store import Registry
+from datakit.schemas import Manifest
+from datakit.specfile import load_spec_file
 from datakit.text import guess_lang
 
 
@@ -123,3 +126,13 @@ def build_identity(spec: IdentitySpec, spec_dir: Path, *, drop_denied: bool = Fa
              "duplicate_rows": copies, "distinct_questions": len(questions), "distinct_answers": len(answers),
              "by_intent": dict(Counter(r["intent"] for r in kept)), "by_lang": dict(Counter(r["lang"] for r in kept))}
     return OpOutput(records_to_frame("identity", kept).drop("id"), stats)
+
+
+def run_build_identity(reg: Registry, spec_path: Path, *, name: str,
+                       drop_denied: bool = False) -> tuple[Manifest, bool, dict[str, Any]]:
+    """Build from a spec file (seed paths relative to it) and commit kind `identity`."""
+    spec = load_spec(spec_path)
+    out = build_identity(spec, spec_path.resolve().parent, drop_denied=drop_denied)
+    m, created = runner.commit(reg, name=name, kind="identity", inputs=[], op="build-identity",
+                               params={**spec.model_dump(), "drop_denied": drop_denied}, out=out)
+    return m, created, out.stats

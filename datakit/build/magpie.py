@@ -20,41 +20,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from datakit.build.magpie_params import MagpieParams
 from datakit.errors import DatakitError
 from datakit.generate.client import Request, Result
 from datakit.generate.job import GenJob, GenOptions
 from datakit.generate.spec import GeneratorSpec, parse_spec
-from datakit.generate.templates import (
-    FAMILIES, MARKER_RE, ChatTemplate, PreQuery, builtin_template, derive_pre_query, family_of, load_chat_template,
-)
-from datakit.registry import Registry
+from datakit.generate.templates import (FAMILIES, MARKER_RE, ChatTemplate, PreQuery, builtin_template, derive_pre_query,
+                                        family_of, load_chat_template)
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import LANGS, guess_lang, normalize, tokens
-
-
-class MagpieParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    n: int = Field(ge=1, description="instructions to ask for (rows out are fewer: the gates drop some)")
-    template: str | None = Field(None, description="a built-in family (llama3, chatml, gemma, mistral, phi3) or a "
-                                                   "template file")
-    template_from: str | None = Field(None, description="a local tokenizer or model folder holding the chat template")
-    pre_query: str | None = Field(None, description="the prefix, verbatim; wins over any template")
-    system: str | None = Field(None, description="system prompt, rendered into the prefix and kept in every row")
-    max_tokens_instruction: int = Field(128, ge=1)
-    max_tokens_answer: int = Field(512, ge=1)
-    temperature: float = Field(1.0, ge=0, description="instruction sampling; high, so instructions vary")
-    top_p: float = Field(1.0, gt=0, le=1)
-    answer_temperature: float = Field(0.0, ge=0)
-    lang: str | None = Field(None, description="keep only instructions and answers guessed as this language")
-    min_chars: int = Field(10, ge=0, description="shortest instruction kept")
-    max_chars: int = Field(2000, ge=1, description="longest instruction kept")
-    max_repetition: float = Field(0.5, ge=0, le=1, description="largest share of repeated 4-grams kept")
-    seed: int = 0
-    reward: str | None = Field(None, description="hf:PATH of a sequence-classification reward model (one output)")
-    min_reward: float | None = None
-
 
 # ---- gates --------------------------------------------------------------------------------------
 

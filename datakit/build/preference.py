@@ -26,9 +26,9 @@ from datakit.generate.job import GenJob, GenOptions
 from datakit.generate.judge import JUDGE_SCALE, judge_kind, judge_request, parse_score, score_reward_model
 from datakit.generate.spec import GeneratorSpec, parse_spec
 from datakit.ops.runner import load
-from datakit.registry import Registry
+from datakit.registry.rows import dumps, frame_to_records
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.storage import dumps, frame_to_records
 
 PROMPT_KINDS = ("sft", "identity", "magpie", "preference")
 

@@ -17,9 +17,12 @@ from typing import Any
 
 import polars as pl
 
+from datakit.errors import DatakitError
+from datakit.ops import runner
 from datakit.ops.runner import OpOutput
+from datakit.registry.rows import frame_to_records, records_to_frame
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.storage import frame_to_records, records_to_frame
 from datakit.text import guess_lang
 
 QUESTIONS = {
@@ -103,3 +106,16 @@ def build_sft(src: tuple[Manifest, pl.DataFrame], *, system: str | None = None, 
              "skipped": dict(skipped), "distinct_questions": len({r["messages"][-2]["content"] for r in rows}),
              "langs": dict(Counter(guess_lang(r["messages"][-1]["content"]) for r in rows))}
     return OpOutput(frame, stats)
+
+
+def run_build_sft(reg: Registry, source: str, *, name: str, system: str | None = None,
+                  seed: int = 0) -> tuple[Manifest, bool, dict[str, Any]]:
+    """Build from a cpt version of knowledge sentences and commit kind `sft`, its lineage naming the source."""
+    [(m, df)] = runner.load(reg, [source])
+    if m.kind != "cpt":
+        raise DatakitError(f"--from {m.ref} is {m.kind}; build sft reads cpt knowledge sentences "
+                           "(datakit build cpt ... --unit sentence)")
+    out = build_sft((m, df), system=system, seed=seed)
+    man, created = runner.commit(reg, name=name, kind="sft", inputs=[m], op="build-sft",
+                                 params={"from": m.ref, "system": system, "seed": seed}, out=out)
+    return man, created, out.stats

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from datakit.errors import DatakitError
-from datakit.ingest import ingest
-from datakit.registry import Registry
+from datakit.io.ingest import ingest
+from datakit.registry.store import Registry
 
 # file, dataset name, kind, format: what each external file is (see shared/data/external/README.md)
 EXTERNAL = [

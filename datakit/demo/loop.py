@@ -1,7 +1,8 @@
 """`datakit demo`: the whole loop on a fictional company, as the commands a user would type.
 
-Each step prints the `datakit ...` command it runs (in this process, through the same CLI), so the demo
-doubles as a script to copy. Steps: pre-train a tiny base model (cached) -> build cpt, sft and identity
+Each step prints the `datakit ...` command it runs, then runs it through the command runner it was given (the
+CLI passes one that runs the command in this process), so the demo doubles as a script to copy. The demo never
+imports the CLI: it sits beside it, on top of the library. Steps: pre-train a tiny base model (cached) -> build cpt, sft and identity
 data -> general replay and probes -> dedup, decontam, two mixtures, splits, lint -> train both candidates
 (CPT then SFT from the CPT adapter) -> evaluate base and both -> compare with a gate -> report.
 """
@@ -23,10 +24,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from datakit.demo import general
 from datakit.demo.base_model import BaseSpec, pretrain
 from datakit.errors import CheckFailed, DatakitError
-from datakit.registry import Registry
+from datakit.registry.rows import frame_to_records
+from datakit.registry.store import Registry
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acme"
 CANDIDATES = ("domain-only", "mixed")
+
+# Runs one `datakit` invocation (argv without the program name) and returns its exit code; a failed check
+# may also raise CheckFailed, as the in-process CLI does.
+CommandRunner = Callable[[list[str]], int]
 
 
 class DemoConfig(BaseModel):
@@ -52,21 +58,18 @@ def quick(cfg: DemoConfig) -> DemoConfig:
 
 
 class Demo:
-    def __init__(self, cfg: DemoConfig, console: Console) -> None:
-        self.cfg, self.console = cfg, console
+    def __init__(self, cfg: DemoConfig, console: Console, run_command: CommandRunner) -> None:
+        self.cfg, self.console, self.run_command = cfg, console, run_command
         self.registry = cfg.registry
         self.timings: dict[str, float] = {}
 
     # ---- plumbing -----------------------------------------------------------------------------
     def datakit(self, *args: str | Path, ok_codes: tuple[int, ...] = (0,)) -> int:
-        """Run one CLI command in this process, printing it first as a user would type it."""
-        from datakit.cli import app  # with every command registered
-
+        """Run one command, printing it first as a user would type it."""
         argv = [str(a) for a in args]
         self.console.print(f"[dim]$[/] [bold]datakit {shlex.join(argv)}[/]")
         try:
-            rv = app(["--registry", str(self.registry), *argv], standalone_mode=False)
-            code = rv if isinstance(rv, int) else 0  # a command's typer.Exit(code) comes back as its return value
+            code = self.run_command(["--registry", str(self.registry), *argv])
         except CheckFailed as e:  # a gate or lint verdict, which the demo expects for domain-only
             self.console.print(f"[yellow]exit {e.exit_code}:[/] {e}")
             code = e.exit_code
@@ -176,8 +179,6 @@ def demo_probes(reg: Registry, example: Path = EXAMPLE) -> list[dict[str, Any]]:
 
 
 def _records(reg: Registry, ref: str) -> list[dict[str, Any]]:
-    from datakit.storage import frame_to_records
-
     m = reg.resolve(ref)
     return list(frame_to_records(m.kind, reg.load(m)))
 
@@ -188,14 +189,14 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def run_demo(cfg: DemoConfig, console: Console) -> Path:
-    """The whole loop; returns the report folder (printed last)."""
+def run_demo(cfg: DemoConfig, console: Console, run_command: CommandRunner) -> Path:
+    """The whole loop, each step through `run_command`; returns the report folder (printed last)."""
     from datakit.demo.summary import summarize
 
     start = time.monotonic()
     if not cfg.external.is_dir():
         raise DatakitError(f"{cfg.external}: demo data folder not found; pass --data path/to/shared/data/external")
-    demo = Demo(cfg, console)
+    demo = Demo(cfg, console, run_command)
     cfg.work.mkdir(parents=True, exist_ok=True)
     if cfg.runs.exists():  # a fresh run each time; the base model cache and the registry stay
         shutil.rmtree(cfg.runs)

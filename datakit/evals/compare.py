@@ -1,7 +1,7 @@
 """Compare a baseline eval run with one or more candidates, item by item, and judge the gates.
 
-`compare_runs([base, cpt, sft], gate=..., out_dir=...)` writes report.md / report.html / report.json.
-The first run is the baseline. A run of the same model as the baseline (same model, adapter and
+`compare_runs([base, cpt, sft], gate=...)` reads each run's results.json and returns the comparison;
+`datakit.evals.report.report_runs` also writes it as report.md / report.html / report.json. The first run is the baseline. A run of the same model as the baseline (same model, adapter and
 fingerprint), or one named `base-rerun` / `*-rerun`, is a rerun: its flips against
 the baseline are the run-to-run noise floor, and it is not gated.
 """
@@ -180,13 +180,8 @@ def compare(runs: list[EvalResults], names: list[str], *, spec: GateSpec | None 
         verdicts={c.name: {g.metric: g.verdict for g in c.gates} for c in comps if c.gates})
 
 
-def compare_runs(run_dirs: list[Path], *, gate: Path | None, out_dir: Path,
-                 names: list[str] | None = None) -> CompareResult:
-    """Read results.json from each run folder (baseline first), compare, gate, and write the three reports."""
-    from datakit.evals.report import write_reports
-
+def compare_runs(run_dirs: list[Path], *, gate: Path | None, names: list[str] | None = None) -> CompareResult:
+    """Read results.json from each run folder (baseline first), compare, and judge the gate."""
     runs = [_read(Path(d)) for d in run_dirs]
     spec = load_gate(Path(gate)) if gate is not None else None
-    result = compare(runs, _names(list(run_dirs), names), spec=spec, dirs=[str(d) for d in run_dirs])
-    write_reports(result, Path(out_dir))
-    return result
+    return compare(runs, _names(list(run_dirs), names), spec=spec, dirs=[str(d) for d in run_dirs])

@@ -22,9 +22,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datakit.errors import DatakitError
-from datakit.specfile import load_spec_file
 from datakit.evals import stats
 from datakit.evals.results import EvalResults, metric_names
+from datakit.specfile import load_spec_file
 
 # kind -> (relative to base, in percent of base, higher is better for the gated quantity)
 KINDS: dict[str, tuple[bool, bool, bool]] = {

@@ -129,7 +129,7 @@ def cache_path(out_dir: Path, model: Path, adapter: Path | None) -> Path:
     model's answers for another. The key is the model's config and weight files (name, size, mtime)
     and the adapter's files' sha256 (adapters are small; two adapters never look alike).
     """
-    from datakit.registry import sha256_file
+    from datakit.registry.store import sha256_file
 
     model = Path(model).resolve()
     key: dict[str, Any] = {"model": str(model), "files": {}}

@@ -12,11 +12,19 @@ import math
 from pathlib import Path
 
 from datakit.errors import DatakitError
-from datakit.evals.compare import CompareResult, RunComparison
+from datakit.evals.compare import CompareResult, RunComparison, compare_runs
 from datakit.evals.gate import GateResult
 
 LEARN = ("domain", "knowledge", "completion")  # metric prefixes the fine-tune should raise
 KEEP = ("general",)  # prefixes it should not lower (forgetting shows up here first)
+
+
+def report_runs(run_dirs: list[Path], *, gate: Path | None, out_dir: Path,
+                names: list[str] | None = None) -> CompareResult:
+    """`datakit compare`: compare the runs (baseline first), judge the gate, write the three reports."""
+    result = compare_runs(run_dirs, gate=gate, names=names)
+    write_reports(result, Path(out_dir))
+    return result
 
 
 def write_reports(result: CompareResult, out_dir: Path) -> dict[str, Path]:

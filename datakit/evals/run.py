@@ -82,10 +82,28 @@ def evaluate(reg: Any, suite_path: Path, *, backend: str, model: str | Path, ada
     return results
 
 
+def evaluate_with_base(reg: Any, suite_path: Path, *, model: str | Path, adapter: str | Path, out_dir: Path,
+                       base_dir: Path) -> EvalResults:
+    """Base and tuned from one loaded HF model (adapter off, then on), so tokenizer, batching and dtype cannot
+    differ; the tuned results also get the label-free KL forgetting items (`forgetting.kl`)."""
+    from datakit.evals.forgetting import kl_items
+    from datakit.evals.runners import HFRunner
+
+    runner = HFRunner(str(model), str(adapter))
+    with runner.with_adapter(False):
+        evaluate(reg, suite_path, backend="hf", model=model, adapter=None, out_dir=base_dir, runner=runner)
+    res = evaluate(reg, suite_path, backend="hf", model=model, adapter=str(adapter), out_dir=out_dir, runner=runner)
+    probes, _ = load_probes(reg, load_suite(Path(suite_path)), Path(suite_path).resolve().parent)
+    res.items += kl_items(runner, probes)
+    res.metrics = aggregate(res.items)
+    res.write(out_dir)
+    return res
+
+
 def _fingerprint(path: Path, adapter: str | Path | None) -> dict[str, str]:
     """The base model's config hashes, plus the adapter's weight files' sha256 (two adapters never look alike)."""
-    from datakit.registry import sha256_file
-    from datakit.tiny import model_fingerprint
+    from datakit.registry.store import sha256_file
+    from datakit.train.model_check import model_fingerprint
 
     out = model_fingerprint(path)
     if adapter is not None and Path(adapter).is_dir():

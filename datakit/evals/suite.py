@@ -68,7 +68,7 @@ def load_probes(reg: Any, spec: SuiteSpec, suite_dir: Path) -> tuple[list[dict[s
     """The suite's probe records and where they came from ("ref@vN (hash)" or "path (sha256)")."""
     if _is_path(spec.probes):
         return _probes_from_jsonl(suite_dir / spec.probes)
-    from datakit.storage import frame_to_records
+    from datakit.registry.rows import frame_to_records
 
     m = reg.resolve(spec.probes)
     if m.kind != "probes":
@@ -81,7 +81,7 @@ def load_probes(reg: Any, spec: SuiteSpec, suite_dir: Path) -> tuple[list[dict[s
 
 
 def _probes_from_jsonl(path: Path) -> tuple[list[dict[str, Any]], str]:
-    from datakit.validate import validate_record
+    from datakit.io.validate import validate_record
 
     try:
         data = path.read_bytes()

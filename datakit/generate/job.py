@@ -26,10 +26,11 @@ from datakit.errors import CheckFailed, DatakitError
 from datakit.generate.client import Request, Result, generate_all
 from datakit.generate.journal import Journal
 from datakit.generate.spec import GeneratorSpec, parse_spec
-from datakit.ops.runner import OpOutput, commit as commit_op
-from datakit.registry import Registry
+from datakit.ops.runner import OpOutput
+from datakit.ops.runner import commit as commit_op
+from datakit.registry.rows import records_to_frame
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest, check_name
-from datakit.storage import records_to_frame
 
 
 class GenOptions(BaseModel):

@@ -1,4 +1,5 @@
 """Registry ops: plain functions from records (polars frames) and keyword params to records plus stats.
 
-`runner` loads inputs and commits outputs with lineage; the op modules never touch the disk.
+`runner` loads inputs and commits outputs with lineage; each op module pairs its pure function with a `run_<op>`
+that does both, and the op functions never touch the disk. `lint` reads a version and writes nothing.
 """

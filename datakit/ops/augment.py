@@ -25,11 +25,11 @@ from datakit.errors import DatakitError
 from datakit.generate.client import Request, Result
 from datakit.generate.job import GenJob, GenOptions
 from datakit.generate.spec import GeneratorSpec, parse_spec
-from datakit.ops.augment_gates import GATES, Pair, answer_prompt, check, clean_output, detail, pair_similarity, \
-    question_prompt
-from datakit.registry import Registry
+from datakit.ops.augment_gates import (GATES, Pair, answer_prompt, check, clean_output, detail, pair_similarity,
+                                       question_prompt)
+from datakit.registry.rows import frame_to_records
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.storage import frame_to_records
 from datakit.text import guess_lang, normalize
 
 KINDS = ("sft", "identity", "magpie")

@@ -15,9 +15,10 @@ import numpy as np
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.ops import minhash
+from datakit.ops import minhash, runner
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import tokens_expr
 
@@ -119,3 +120,17 @@ def decontam(
     if method == "near":
         stats["threshold"] = threshold
     return OpOutput(tdf.filter(pl.Series(mask)), stats, {"leaks.parquet": report}, rows_unchanged=True)
+
+
+def run_decontam(reg: Registry, ref: str, against: list[str], names: list[str], *, field: str = "auto",
+                 method: Literal["ngram", "near"] = "ngram", ngram: int = 13, min_tokens: int = 8,
+                 threshold: float = 0.8) -> list[dict[str, Any]]:
+    """Decontaminate `ref` against the eval refs and commit it; the eval sets are parents too, so the
+    version's lineage says what it was checked against."""
+    train = runner.load(reg, [ref])[0]
+    evals = runner.load(reg, against)
+    params = {"input": train[0].ref, "against": [m.ref for m, _ in evals], "method": method, "ngram": ngram,
+              "min_tokens": min_tokens, "threshold": threshold, "field": field}
+    o = decontam(train, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold)
+    return runner.commit_each(reg, [train[0]], [o], runner.output_names([ref], names), op="decontam", params=params,
+                              parents=[train[0], *[m for m, _ in evals]])

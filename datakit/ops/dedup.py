@@ -14,9 +14,10 @@ import numpy as np
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.ops import minhash
+from datakit.ops import minhash, runner
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import tokens_expr
 
@@ -137,3 +138,18 @@ def dedup(
         outputs.append(OpOutput(df.filter(pl.Series(mask)), stats,
                                 {"clusters.parquet": mine.drop("_src").cast(REPORT_SCHEMA)}, rows_unchanged=True))  # type: ignore[arg-type]
     return outputs
+
+
+def run_dedup(reg: Registry, refs: list[str], names: list[str], *, field: str = "auto", near: bool = False,
+              threshold: float = 0.8, keep: Keep = "first", score_field: str | None = None, num_perm: int = 128,
+              ngram: int = 5) -> list[dict[str, Any]]:
+    """Deduplicate the refs together and commit one version per ref."""
+    if keep not in ("first", "longest", "score"):
+        raise DatakitError(f"--keep {keep}: use first, longest or score")
+    inputs = runner.load(reg, refs)
+    params = {"inputs": [m.ref for m, _ in inputs], "near": near, "threshold": threshold, "field": field, "keep": keep,
+              "score_field": score_field, "num_perm": num_perm, "ngram": ngram}
+    outputs = dedup(inputs, field=field, near=near, threshold=threshold, keep=keep, score_field=score_field,
+                    num_perm=num_perm, ngram=ngram)
+    return runner.commit_each(reg, [m for m, _ in inputs], outputs, runner.output_names(refs, names), op="dedup",
+                              params=params)

@@ -25,13 +25,13 @@ import polars as pl
 from pydantic import BaseModel
 
 from datakit.errors import DatakitError
-from datakit.specfile import load_spec_file
 from datakit.ops import mix_plan as plan
 from datakit.ops import runner
 from datakit.ops.runner import OpOutput
-from datakit.registry import Registry
+from datakit.registry.rows import with_ids
+from datakit.registry.store import Registry
 from datakit.schemas import FRAME_SCHEMAS, Manifest, MixtureSpec, check_name, stored_schema
-from datakit.storage import with_ids
+from datakit.specfile import load_spec_file
 
 OUTPUT_KIND = {"sft": "sft", "identity": "sft", "magpie": "sft", "cpt": "cpt", "preference": "preference"}
 SOURCES_FILE = "mix_sources.parquet"

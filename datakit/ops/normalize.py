@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from datakit.ops import runner
 from datakit.ops.runner import OpOutput
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import normalize_expr
 
@@ -26,3 +30,9 @@ def normalize(inp: tuple[Manifest, pl.DataFrame]) -> OpOutput:
     changed = new.select(pl.any_horizontal([pl.col(c).ne_missing(df[c]) for c in cols])).to_series().sum() if cols else 0
     stats = {"rows_in": df.height, "rows_out": new.height, "removed": 0, "rows_changed": int(changed)}
     return OpOutput(new, stats)
+
+
+def run_normalize(reg: Registry, ref: str, names: list[str]) -> list[dict[str, Any]]:
+    inp = runner.load(reg, [ref])[0]
+    return runner.commit_each(reg, [inp[0]], [normalize(inp)], runner.output_names([ref], names), op="normalize",
+                              params={"input": ref})

@@ -1,4 +1,7 @@
-"""Run an op against the registry: resolve inputs, call the pure function, commit with lineage."""
+"""Run an op against the registry: resolve inputs, call the pure function, commit with lineage.
+
+Each op module pairs its pure function (frames in, frames and stats out) with a `run_<op>` that loads the
+refs, calls it and commits through `commit_each`; the CLI and notebooks call the `run_<op>`."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.registry import Registry
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 
 
@@ -49,3 +52,24 @@ def commit(
         name, kind, out.frame, op=op, params=params, parents=[reg.parent_of(m) for m in inputs], stats=out.stats,
         extras=out.extras, trust_ids=out.rows_unchanged,
     )
+
+
+def output_names(refs: list[str], names: list[str]) -> list[str]:
+    """One output name per input ref: given one each, or one prefix for several (`<prefix>-<input name>`)."""
+    if len(names) == len(refs):
+        return names
+    if len(names) == 1 and len(refs) > 1:
+        return [f"{names[0]}-{ref.split('@')[0]}" for ref in refs]
+    raise DatakitError(f"give one --name per REF ({len(refs)}), or a single --name used as a prefix")
+
+
+def commit_each(reg: Registry, inputs: list[Manifest], outputs: list[OpOutput], names: list[str], *, op: str,
+                params: dict[str, Any], parents: list[Manifest] | None = None) -> list[dict[str, Any]]:
+    """One version per input; every version's lineage names `parents` (default: all inputs).
+    Returns per output: input ref, new ref, created, content hash, stats."""
+    results = []
+    for m, o, name in zip(inputs, outputs, names, strict=True):
+        man, created = commit(reg, name=name, kind=m.kind, inputs=parents or inputs, op=op, params=params, out=o)
+        results.append({"input": m.ref, "ref": man.ref, "created": created, "content_hash": man.content_hash,
+                        "stats": o.stats})
+    return results

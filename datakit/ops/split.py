@@ -15,9 +15,10 @@ import numpy as np
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.ops import minhash
+from datakit.ops import minhash, runner
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import tokens_expr
 
@@ -72,3 +73,11 @@ def split(
         "groups_merged_by_similarity": merged, "threshold": threshold, "field": field,
     }
     return OpOutput(df.with_columns(labels), stats, rows_unchanged=True)
+
+
+def run_split(reg: Registry, ref: str, names: list[str], *, valid: float, test: float = 0.0, seed: int = 0,
+              field: str = "auto", threshold: float = 0.7) -> list[dict[str, Any]]:
+    inp = runner.load(reg, [ref])[0]
+    params = {"input": inp[0].ref, "valid": valid, "test": test, "seed": seed, "field": field, "threshold": threshold}
+    o = split(inp, valid=valid, test=test, seed=seed, field=field, threshold=threshold)
+    return runner.commit_each(reg, [inp[0]], [o], runner.output_names([ref], names), op="split", params=params)

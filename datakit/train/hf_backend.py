@@ -129,7 +129,7 @@ def lora_config(spec: StageSpec, num_layers: int) -> Any:
 
 def check_adapter(adapter: Path, model: Any, job: StageJob) -> None:
     """Refuse an adapter that cannot continue on this model with this stage's LoRA settings."""
-    from datakit.tiny import model_fingerprint
+    from datakit.train.model_check import model_fingerprint
 
     path = adapter / "adapter_config.json"
     if not path.is_file():

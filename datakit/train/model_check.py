@@ -6,6 +6,7 @@ inside loading. Everything here reads JSON and safetensors headers; nothing load
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -213,3 +214,13 @@ def embedding_row_check(path: Path, token: str, token_id: int) -> Finding | None
     return Finding(level="warning", check="embeddings", message=(
         f"the end-of-turn token {token!r} (id {token_id}) looks untrained: its embedding row {why}. "
         "LoRA alone cannot teach it; set train.train_embeddings: true"))
+
+
+def model_fingerprint(path: Path) -> dict[str, str]:
+    """What identifies a base model folder in lineage: its config and weight index, hashed."""
+    out = {}
+    for name in ("config.json", "model.safetensors.index.json", "generation_config.json"):
+        p = path / name
+        if p.exists():
+            out[name] = hashlib.sha256(json.dumps(json.loads(p.read_text()), sort_keys=True).encode()).hexdigest()
+    return out

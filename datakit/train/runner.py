@@ -24,9 +24,9 @@ from pydantic import BaseModel
 
 from datakit import __version__
 from datakit.errors import DatakitError
-from datakit.registry import Registry
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.tiny import model_fingerprint
+from datakit.train.model_check import model_fingerprint
 from datakit.train.recipe import RecipeSpec, StageSpec
 
 BACKEND_PACKAGES = {"mlx": ["mlx", "mlx-lm"], "hf": ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]}
@@ -149,7 +149,7 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
     if launcher and recipe.backend != "hf":
         raise DatakitError(f"--launcher runs the hf backend under torchrun/accelerate; recipe {recipe.name} uses "
                            f"{recipe.backend} (a single process): drop --launcher or use --backend hf")
-    from datakit.export import export_training
+    from datakit.io.export import export_training
     from datakit.train.job import StageJob
 
     p = plan(reg, recipe, recipe_dir=recipe_dir, run_id=run_id)
@@ -207,7 +207,7 @@ def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Regi
     except ImportError:  # preflight lands separately; training still records that it did not run
         (stage_dir / "preflight.json").write_text(json.dumps({"ran": False}))
         return
-    from datakit.export import training_records
+    from datakit.io.export import training_records
 
     rows = training_records(sp.kind, reg.load(sp.data_ref))
     report = pf.preflight(base, sp.kind, rows, max_seq_len=st.train.max_seq_len, backend=backend)

@@ -63,8 +63,8 @@ print("workspace", WORK)
 
 # %%
 from datakit.cli import app  # importing datakit.cli registers every command on the app
-from datakit.registry import Registry
-from datakit.storage import frame_to_records
+from datakit.registry.store import Registry
+from datakit.registry.rows import frame_to_records
 
 reg = Registry(REG)
 
@@ -104,7 +104,7 @@ def qa(rows: list[dict], extra: tuple[str, ...] = ("group_id",)) -> pl.DataFrame
 # `ingest` detects the format and converts every row to TRL's `messages` shape.
 
 # %%
-from datakit.ingest import ingest
+from datakit.io.ingest import ingest
 
 first = ingest(reg, [EXTERNAL / "alpaca_en_demo.json"], name="alpaca-en", kind="sft")
 print(f"{first.manifest.ref}: {first.kept} rows kept, {first.rejected} rejected, "
@@ -373,7 +373,7 @@ shares
 # scripts inside an answer, over-long rows. Errors exit 1; warnings do not.
 
 # %%
-from datakit.lint import lint
+from datakit.ops.lint import lint
 
 print(datakit("lint", "mixed"))
 print("identity share seen by lint:", lint(reg, "mixed").stats["identity_share"])

@@ -57,8 +57,8 @@ print("workspace", WORK)
 
 # %%
 from datakit.cli import app  # importing datakit.cli registers every command on the app
-from datakit.registry import Registry
-from datakit.storage import frame_to_records
+from datakit.registry.store import Registry
+from datakit.registry.rows import frame_to_records
 
 reg = Registry(REG)
 
@@ -317,7 +317,7 @@ print("\n".join((REPORT / "report.md").read_text().splitlines()[:16]))
 # ## 7. Read the report as data
 #
 # `report.json` is the whole comparison; `read_report` loads it back into the same typed object
-# `compare_runs` returns. `models` holds each run's metric values, `verdicts` each candidate's gate
+# `report_runs` returns. `models` holds each run's metric values, `verdicts` each candidate's gate
 # verdicts, and `comparisons` the paired changes, intervals, p-values and the item ids that flipped.
 
 # %%

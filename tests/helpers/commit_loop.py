@@ -13,9 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from datakit.registry import Registry
-from datakit.storage import records_to_frame
-
+from datakit.registry.rows import records_to_frame
+from datakit.registry.store import Registry
 
 ROWS = 600
 _BASE: list[pl.DataFrame] = []

@@ -20,12 +20,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from datakit.errors import DatakitError
-from datakit.formats import FORMAT_KINDS, FORMATS, RowError, convert_row, detect_format
-from datakit.readers import ArrowBatch, FileStats, Item, RowBatch, open_batches, parse_line
-from datakit.registry import Registry
+from datakit.io.formats import FORMAT_KINDS, FORMATS, RowError, convert_row, detect_format
+from datakit.io.readers import ArrowBatch, FileStats, Item, RowBatch, open_batches, parse_line
+from datakit.io.validate import REASON, check_frame
+from datakit.registry.rows import records_to_frame
+from datakit.registry.store import Registry
 from datakit.schemas import FRAME_SCHEMAS, JSON_COLUMNS, QUARANTINE_SCHEMA, RECORD_MODELS, Manifest
-from datakit.storage import records_to_frame
-from datakit.validate import REASON, check_frame
 
 COLUMNAR_FORMATS = {"messages": "messages", "text": "text"}
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.null())

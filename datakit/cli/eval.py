@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from datakit.cli_common import JsonOpt, app, emit_json, out
+from datakit.cli.common import JsonOpt, app, emit_json, out, reg
+from datakit.errors import DatakitError
 
 
 @app.command()
@@ -19,11 +20,11 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of eval runs on the same items; exit 1 when any gate fails."""
-    from datakit.evals.compare import compare_runs
+    from datakit.evals.report import report_runs
 
     if len(runs) < 2:
         raise typer.BadParameter("give a baseline and at least one candidate folder")
-    res = compare_runs(runs, gate=gate, out_dir=out_dir, names=names.split(",") if names else None)
+    res = report_runs(runs, gate=gate, out_dir=out_dir, names=names.split(",") if names else None)
     if as_json:
         emit_json(res.model_dump(mode="json"))
     else:
@@ -49,41 +50,19 @@ def eval_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a suite's probes on a model (and adapter); writes results.json with every item and metric."""
-    from datakit.cli_common import reg
-    from datakit.evals.run import evaluate
+    from datakit.evals.run import evaluate, evaluate_with_base
 
     if backend not in ("hf", "mlx", "openai"):
         raise typer.BadParameter(f"--backend {backend}: use hf, mlx or openai")
-    if with_base is not None:
-        res = _eval_with_base(suite, model, adapter, backend, out_dir, with_base)
-    else:
+    if with_base is None:
         res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter) if adapter else None, out_dir=out_dir)
+    elif backend != "hf" or adapter is None:
+        raise DatakitError("--with-base needs --backend hf and --adapter: the base is the same model with the adapter off")
+    else:
+        res = evaluate_with_base(reg(), suite, model=model, adapter=adapter, out_dir=out_dir, base_dir=with_base)
     if as_json:
         emit_json({"out": str(out_dir / "results.json"), "metrics": {k: v.model_dump() for k, v in res.metrics.items()}})
         return
     for name, m in res.metrics.items():
         out.print(f"  {name:28} {m.value:.3f} ± {m.stderr:.3f} (n={m.n})")
     out.print(f"results: {out_dir / 'results.json'}")
-
-
-def _eval_with_base(suite: Path, model: str, adapter: Optional[Path], backend: str, out_dir: Path, base_dir: Path):
-    """Base and tuned from one loaded HF model (adapter off, then on), plus the label-free KL forgetting items."""
-    from datakit.cli_common import reg
-    from datakit.errors import DatakitError
-    from datakit.evals.forgetting import kl_items
-    from datakit.evals.results import aggregate
-    from datakit.evals.run import evaluate
-    from datakit.evals.runners import HFRunner
-    from datakit.evals.suite import load_probes, load_suite
-
-    if backend != "hf" or adapter is None:
-        raise DatakitError("--with-base needs --backend hf and --adapter: the base is the same model with the adapter off")
-    runner = HFRunner(model, adapter)
-    with runner.with_adapter(False):
-        evaluate(reg(), suite, backend=backend, model=model, adapter=None, out_dir=base_dir, runner=runner)
-    res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter), out_dir=out_dir, runner=runner)
-    probes, _ = load_probes(reg(), load_suite(suite), suite.resolve().parent)
-    res.items += kl_items(runner, probes)
-    res.metrics = aggregate(res.items)
-    res.write(out_dir)
-    return res

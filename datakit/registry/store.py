@@ -28,8 +28,8 @@ import polars as pl
 
 from datakit import __version__
 from datakit.errors import DatakitError
+from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
 from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name
-from datakit.storage import ContentHasher, empty_frame, known_kind, with_ids
 
 DEFAULT_ROOT = "registry"
 HASH_PREFIX_MIN = 6

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from datakit.cli_common import JsonOpt, app, emit_json, out, reg
+from datakit.cli.common import JsonOpt, app, emit_json, out, reg
 
 
 @app.command()
@@ -22,10 +22,9 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
+    from datakit.specfile import parse_overrides
     from datakit.train.recipe import load_recipe
     from datakit.train.runner import run
-
-    from datakit.specfile import parse_overrides
 
     spec = load_recipe(recipe, overrides={**parse_overrides(set_ or []), "backend": backend, "base_model": base_model})
     p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id, launcher=launcher)

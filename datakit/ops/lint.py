@@ -22,7 +22,7 @@ import regex
 from pydantic import BaseModel, Field, computed_field
 
 from datakit.evals.denylist import find_vendor_names, load_deny_file
-from datakit.registry import Registry
+from datakit.registry.store import Registry
 from datakit.text import guess_lang, tokens
 
 Level = Literal["error", "warning", "info"]
@@ -150,7 +150,7 @@ def _script_findings(i: int, turns: list[tuple[str, str, str]], lang: str) -> li
 
 def _row_findings(kind: str, df: pl.DataFrame, *, aliases: dict[str, list[str]], allow: tuple[str, ...],
                   max_tokens: int | None) -> list[Finding]:
-    from datakit.storage import frame_to_records
+    from datakit.registry.rows import frame_to_records
 
     out: list[Finding] = []
     for i, rec in enumerate(frame_to_records(kind, df)):
@@ -167,7 +167,7 @@ def _row_findings(kind: str, df: pl.DataFrame, *, aliases: dict[str, list[str]],
 
 
 def _structure_findings(kind: str, df: pl.DataFrame) -> list[Finding]:
-    from datakit.validate import REASON, check_frame
+    from datakit.io.validate import REASON, check_frame
 
     if kind not in MESSAGE_COLUMNS:
         return []

@@ -163,7 +163,7 @@ def check_frame(kind: str, df: pl.DataFrame) -> pl.DataFrame:
 
 def validate_record(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     """Check one record dict (shape by pydantic, rules as for frames); raise ValueError on the first problem."""
-    from datakit.storage import records_to_frame
+    from datakit.registry.rows import records_to_frame
 
     model = RECORD_MODELS[kind].model_validate(record)
     clean = model.model_dump(exclude_none=True)

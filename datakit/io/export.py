@@ -1,4 +1,4 @@
-"""Plain exports of a registry version (training formats come with the training hand-off)."""
+"""Exports of a registry version: plain rows (jsonl, parquet), training splits (mlx-lm, TRL), probes as lm-eval tasks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import orjson
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.registry import Registry
+from datakit.registry.rows import frame_to_records
+from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.storage import frame_to_records
 
 PLAIN_FORMATS = ("jsonl", "parquet")
 
@@ -71,3 +71,42 @@ def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
         datasets.disable_progress_bars()  # one bar per dataset split is noise in a training log
         dd.save_to_disk(str(out))
     return {"ref": m.ref, "kind": m.kind, "format": fmt, "rows": counts, "content_hash": m.content_hash}
+
+
+def export(reg: Registry, ref: str, fmt: str, out: Path, *, tokenizer: Path | None = None,
+           max_seq_len: int = 1024) -> dict:
+    """Every export format behind one call. With a tokenizer, training rows are also preflighted against it
+    (`info["preflight"]`); for lm-eval the tokenizer gives the tasks their stop sequence instead."""
+    if fmt in PLAIN_FORMATS:
+        m, n = export_rows(reg, ref, fmt, out)
+        info: dict = {"ref": m.ref, "format": fmt, "rows": n}
+    elif fmt == "lm-eval":
+        return export_lm_eval(reg, ref, out, tokenizer)
+    else:
+        info = export_training(reg, ref, fmt, out)
+    if tokenizer is not None:
+        info["preflight"] = preflight_version(reg, ref, tokenizer, max_seq_len=max_seq_len,
+                                              backend="mlx" if fmt == "mlx" else "hf")
+    return info
+
+
+def export_lm_eval(reg: Registry, ref: str, out: Path, tokenizer: Path | None = None) -> dict:
+    """A probes dataset as local lm-eval tasks the harness runs offline."""
+    from datakit.evals.lmeval import write_local_task
+
+    m = reg.resolve(ref)
+    if m.kind != "probes":
+        raise DatakitError(f"--format lm-eval writes eval probes; {m.ref} is {m.kind}")
+    folder = write_local_task(list(frame_to_records("probes", reg.load(m))), out,
+                              task_name=m.name.replace("-", "_"), tokenizer_dir=tokenizer)
+    return {"ref": m.ref, "format": "lm-eval", "rows": m.rows, "tasks": str(folder)}
+
+
+def preflight_version(reg: Registry, ref: str, model_dir: Path, *, max_seq_len: int, backend: str) -> dict:
+    """The training preflight (template, end-of-turn, lengths) of a version's rows against a model's tokenizer."""
+    from datakit.train import preflight as pf
+
+    m = reg.resolve(ref)
+    report = pf.preflight(model_dir, m.kind, training_records(m.kind, reg.load(m)), max_seq_len=max_seq_len,
+                          backend=backend)
+    return {"ok": report.ok, "report": report.model_dump(mode="json"), "text": pf.format_report(report)}

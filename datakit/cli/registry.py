@@ -8,20 +8,17 @@ import orjson
 import typer
 from rich.table import Table
 
-from datakit.cli_common import JsonOpt, emit_json, out, reg, registry_app
-from datakit.errors import CheckFailed, DatakitError
+from datakit.cli.common import JsonOpt, emit_json, out, reg, registry_app
+from datakit.errors import CheckFailed
 
 
 @registry_app.command("ls")
 def registry_ls(as_json: JsonOpt = False) -> None:
     """List datasets with their latest version."""
+    from datakit.registry.catalog import catalog
+
     r = reg()
-    rows = []
-    for name in r.names():
-        vs = r.versions(name)
-        m = vs[-1]
-        rows.append({"name": name, "latest": m.version, "kind": m.kind, "rows": m.rows, "versions": len(vs),
-                     "tags": sorted(r.tags(name)), "content_hash": m.content_hash, "created": m.created.isoformat()})
+    rows = catalog(r)
     if as_json:
         emit_json(rows)
         return
@@ -38,36 +35,29 @@ def registry_ls(as_json: JsonOpt = False) -> None:
 def registry_show(ref: str, rows: Annotated[int, typer.Option(help="Also print the first N rows.")] = 0,
                   as_json: JsonOpt = False) -> None:
     """Show a version's manifest: kind, rows, hash, files, lineage, op, stats."""
-    from datakit.storage import frame_to_records
+    from datakit.registry.catalog import describe
 
-    r = reg()
-    m = r.resolve(ref)
-    sample = list(frame_to_records(m.kind, r.scan(m).head(rows).collect())) if rows else []
+    d = describe(reg(), ref, rows=rows)
     if as_json:
-        emit_json(m.model_dump(mode="json") | {"ref": m.ref, "sample": sample})
+        emit_json(d)
         return
-    out.print(f"[bold]{m.ref}[/]  kind {m.kind}  rows {m.rows}  schema v{m.schema_version}")
-    out.print(f"content hash {m.content_hash}\ncreated {m.created.isoformat()}  op {m.op}")
-    for p in m.parents:
-        out.print(f"parent {p.ref} ({p.content_hash[:12]})")
-    out.print(f"params {orjson.dumps(m.params).decode()}\nstats {orjson.dumps(m.stats).decode()}")
-    for f, e in m.files.items():
-        out.print(f"  {f}  {e.bytes} bytes  sha256 {e.sha256[:16]}")
-    for rec in sample:
+    out.print(f"[bold]{d['ref']}[/]  kind {d['kind']}  rows {d['rows']}  schema v{d['schema_version']}")
+    out.print(f"content hash {d['content_hash']}\ncreated {d['created']}  op {d['op']}")
+    for p in d["parents"]:
+        out.print(f"parent {p['ref']} ({p['content_hash'][:12]})")
+    out.print(f"params {orjson.dumps(d['params']).decode()}\nstats {orjson.dumps(d['stats']).decode()}")
+    for f, e in d["files"].items():
+        out.print(f"  {f}  {e['bytes']} bytes  sha256 {e['sha256'][:16]}")
+    for rec in d["sample"]:
         out.print(orjson.dumps(rec).decode())
 
 
 @registry_app.command("log")
 def registry_log(name: str, as_json: JsonOpt = False) -> None:
     """Versions of a dataset, oldest first, with their op and parents."""
-    r = reg()
-    vs = r.versions(name)
-    if not vs:
-        raise DatakitError(f"no dataset named {name!r} in {r.root}; see `datakit registry ls`")
-    tags = r.tags(name)
-    entries = [{"ref": m.ref, "version": m.version, "rows": m.rows, "content_hash": m.content_hash, "op": m.op,
-                "parents": [p.model_dump() for p in m.parents], "created": m.created.isoformat(),
-                "tags": sorted(t for t, v in tags.items() if v == m.version), "stats": m.stats} for m in vs]
+    from datakit.registry.catalog import history
+
+    entries = history(reg(), name)
     if as_json:
         emit_json(entries)
         return
@@ -80,7 +70,7 @@ def registry_log(name: str, as_json: JsonOpt = False) -> None:
 @registry_app.command("diff")
 def registry_diff(a: str, b: str, examples: int = 5, as_json: JsonOpt = False) -> None:
     """Rows added and removed between two versions."""
-    from datakit.audit import diff
+    from datakit.registry.verify import diff
 
     d = diff(reg(), a, b, examples=examples)
     if as_json:
@@ -96,7 +86,7 @@ def registry_diff(a: str, b: str, examples: int = 5, as_json: JsonOpt = False) -
 @registry_app.command("verify")
 def registry_verify(ref: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
     """Recompute every checksum, row id and content hash; exit 1 naming each mismatch."""
-    from datakit.audit import verify
+    from datakit.registry.verify import verify
 
     checked, problems = verify(reg(), ref)
     if as_json:
@@ -120,7 +110,7 @@ def registry_tag(ref: str, tag: str) -> None:
 @registry_app.command("gc")
 def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
     """Remove leftovers of interrupted commits (never a live one)."""
-    from datakit.audit import gc
+    from datakit.registry.verify import gc
 
     removed = gc(reg(), dry_run=dry_run)
     for p in removed:
@@ -131,12 +121,13 @@ def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> 
 @registry_app.command("quarantine")
 def registry_quarantine(ref: str, limit: int = 20, as_json: JsonOpt = False) -> None:
     """Rows that a version's ingest rejected, with file, line and reason."""
-    q = reg().extra(ref, "quarantine.parquet")
-    rows = q.head(limit).to_dicts() if q is not None else []
+    from datakit.registry.catalog import quarantine
+
+    q = quarantine(reg(), ref, limit=limit)
     if as_json:
-        emit_json({"total": 0 if q is None else q.height, "rows": rows})
+        emit_json(q)
         return
-    for x in rows:
+    for x in q["rows"]:
         pos = f"line {x['line']}" if x["line"] is not None else f"row {x['row']}"
         out.print(f"{x['file']}:{pos}: {x['reason']}\n    {x['raw'][:160]}")
-    out.print(f"{0 if q is None else q.height} rejected row(s)")
+    out.print(f"{q['total']} rejected row(s)")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from datakit.cli_common import JsonOpt, app, emit_json, out, reg, working
+from datakit.cli.common import JsonOpt, app, emit_json, out, reg, working
 
 SHOWN = 20
 
@@ -23,7 +23,7 @@ def lint_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Find what broke identity runs (FIELD_NOTES 3) before training; exit 1 on any error-level finding."""
-    from datakit.lint import lint
+    from datakit.ops.lint import lint
 
     with working(f"linting {ref}"):
         report = lint(reg(), ref, deny_file=deny_names, allow=allow or (), max_tokens=max_tokens,

@@ -9,9 +9,9 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel
 
-from datakit.registry import Registry, sha256_file
+from datakit.registry.rows import ContentHasher, frame_to_records, row_ids
+from datakit.registry.store import Registry, sha256_file
 from datakit.schemas import Manifest
-from datakit.storage import ContentHasher, frame_to_records, row_ids
 
 
 class Problem(BaseModel):

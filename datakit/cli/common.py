@@ -1,18 +1,22 @@
-"""What every CLI module shares: the app, the registry option, output helpers."""
+"""What every command module shares: the app, the registry option, output helpers.
+
+Nothing heavy is imported at module level (not even polars), so `datakit --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from datakit.registry import Registry
+if TYPE_CHECKING:
+    from datakit.registry.store import Registry
 
 app = typer.Typer(help="Versioned datasets, builders, training hand-off and regression evals for LLM fine-tuning.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -33,12 +37,33 @@ def _root(
     _state["registry"] = registry
 
 
+def registry_root() -> Path | None:
+    """The --registry given to this invocation, if any."""
+    return _state["registry"]
+
+
 def reg() -> Registry:
+    from datakit.registry.store import Registry
+
     return Registry(_state["registry"])
 
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def committed(created: bool) -> str:
+    """The verb every writing command prints before the new ref."""
+    return "committed" if created else "unchanged:"
+
+
+def print_commit(m: Any, created: bool, stats: dict[str, Any], as_json: bool, detail: Callable[[], str]) -> None:
+    """What a command that commits one version prints: JSON (ref, created, hash, stats), or one line naming the
+    ref with `detail()` in brackets (called only then: it may index stats a JSON reader does not need)."""
+    if as_json:
+        emit_json({"ref": m.ref, "created": created, "content_hash": m.content_hash, "stats": stats})
+    else:
+        out.print(f"{committed(created)} [bold]{m.ref}[/] ({detail()})")
 
 
 @contextmanager

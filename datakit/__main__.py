@@ -1,0 +1,5 @@
+"""`python -m datakit ...` is `datakit ...`."""
+
+from datakit.cli import main
+
+main()
