@@ -83,8 +83,8 @@ def build(root: Path, rows: int) -> None:
 
 def run_datakit(root: Path, work: Path, rows: int) -> dict:
     from datakit.ops.mix import run_mix
+    from datakit.ops.mix_spec import MixtureSpec
     from datakit.registry.store import Registry
-    from datakit.schemas import MixtureSpec
 
     spec = MixtureSpec.model_validate(spec_dict(rows))
     t = time.perf_counter()
@@ -101,8 +101,9 @@ def run_datasets(root: Path, work: Path, rows: int) -> dict:
     import datasets
 
     from datakit.ops.mix import planned_shares
+    from datakit.ops.mix_spec import MixtureSpec
     from datakit.registry.store import Registry
-    from datakit.schemas import MixtureSpec, stored_schema
+    from datakit.schemas import stored_schema
 
     datasets.disable_progress_bars()
     reg = Registry(root)

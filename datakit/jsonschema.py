@@ -19,9 +19,10 @@ def render() -> dict[str, str]:
     from datakit.build.identity import IdentitySpec
     from datakit.evals.gate import GateSpec
     from datakit.evals.suite import SuiteSpec
+    from datakit.ops.mix_spec import MixtureSpec
     from datakit.train.recipe import RecipeSpec
 
-    models = {**JSON_SCHEMA_MODELS, "recipe": RecipeSpec, "gate": GateSpec, "suite": SuiteSpec, "identity": IdentitySpec}
+    models = {**JSON_SCHEMA_MODELS, "mixture": MixtureSpec, "recipe": RecipeSpec, "gate": GateSpec, "suite": SuiteSpec, "identity": IdentitySpec}
     return {
         f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for name, model in models.items()

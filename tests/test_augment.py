@@ -16,8 +16,19 @@ from datakit.errors import DatakitError
 from datakit.generate.job import GenOptions, journal_path
 from datakit.io.ingest import ingest
 from datakit.ops.augment import run_augment
-from datakit.ops.augment_gates import (GATES, Pair, answer_prompt, check, clean_output, gate_copy, gate_deny_name,
-                                       gate_language, gate_meaning, missing_terms, question_prompt)
+from datakit.ops.augment_gates import (
+    GATES,
+    Pair,
+    answer_prompt,
+    check,
+    clean_output,
+    gate_copy,
+    gate_deny_name,
+    gate_language,
+    gate_meaning,
+    missing_terms,
+    question_prompt,
+)
 from datakit.registry.rows import frame_to_records
 from datakit.registry.store import Registry
 from datakit.tiny import build_llama

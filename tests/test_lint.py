@@ -11,7 +11,7 @@ from datakit.evals.denylist import find_denied, find_vendor_names, load_deny_fil
 from datakit.io.ingest import ingest
 from datakit.ops.lint import lint
 from datakit.ops.mix import run_mix
-from datakit.schemas import MixtureSpec
+from datakit.ops.mix_spec import MixtureSpec
 
 
 def identity_rows(n: int, *, lang: str = "en") -> list[dict]:

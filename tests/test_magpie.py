@@ -10,12 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from datakit.build.magpie import (MagpieParams, instruction_reasons, repetition, resolve_pre_query, reward_scores,
-                                  run_magpie, text_reason)
+from datakit.build.magpie import (
+    MagpieParams,
+    instruction_reasons,
+    repetition,
+    resolve_pre_query,
+    reward_scores,
+    run_magpie,
+    text_reason,
+)
 from datakit.errors import DatakitError
 from datakit.generate.spec import parse_spec
-from datakit.generate.templates import (FAMILIES, builtin_template, derive_pre_query, load_chat_template, render,
-                                        tokenizer_adds_bos)
+from datakit.generate.templates import (
+    FAMILIES,
+    builtin_template,
+    derive_pre_query,
+    load_chat_template,
+    render,
+    tokenizer_adds_bos,
+)
 from datakit.registry.rows import frame_to_records
 from datakit.registry.store import Registry
 from datakit.tiny import CHATML_TEMPLATE, PAD, build_llama

@@ -15,9 +15,10 @@ from datakit.errors import DatakitError
 from datakit.io.ingest import ingest
 from datakit.ops import mix_plan
 from datakit.ops.mix import SOURCES_FILE, format_table, load_spec, run_mix
+from datakit.ops.mix_spec import MixtureSpec
 from datakit.registry.rows import records_to_frame, row_ids
 from datakit.registry.store import Registry
-from datakit.schemas import MixtureSpec, stored_schema
+from datakit.schemas import stored_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = [("identity.json", "identity-seeds"), ("alpaca_en_demo.json", "alpaca-en"), ("alpaca_zh_demo.json", "alpaca-zh")]

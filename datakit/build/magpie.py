@@ -27,8 +27,16 @@ from datakit.errors import DatakitError
 from datakit.generate.client import Request, Result
 from datakit.generate.job import GenJob, GenOptions
 from datakit.generate.spec import GeneratorSpec, parse_spec
-from datakit.generate.templates import (FAMILIES, MARKER_RE, ChatTemplate, PreQuery, builtin_template, derive_pre_query,
-                                        family_of, load_chat_template)
+from datakit.generate.templates import (
+    FAMILIES,
+    MARKER_RE,
+    ChatTemplate,
+    PreQuery,
+    builtin_template,
+    derive_pre_query,
+    family_of,
+    load_chat_template,
+)
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import LANGS, guess_lang, normalize, tokens

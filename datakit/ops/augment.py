@@ -25,8 +25,16 @@ from datakit.errors import DatakitError
 from datakit.generate.client import Request, Result
 from datakit.generate.job import GenJob, GenOptions
 from datakit.generate.spec import GeneratorSpec, parse_spec
-from datakit.ops.augment_gates import (GATES, Pair, answer_prompt, check, clean_output, detail, pair_similarity,
-                                       question_prompt)
+from datakit.ops.augment_gates import (
+    GATES,
+    Pair,
+    answer_prompt,
+    check,
+    clean_output,
+    detail,
+    pair_similarity,
+    question_prompt,
+)
 from datakit.registry.rows import frame_to_records
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest

@@ -27,10 +27,11 @@ from pydantic import BaseModel
 from datakit.errors import DatakitError
 from datakit.ops import mix_plan as plan
 from datakit.ops import runner
+from datakit.ops.mix_spec import MixtureSpec
 from datakit.ops.runner import OpOutput
 from datakit.registry.rows import with_ids
 from datakit.registry.store import Registry
-from datakit.schemas import FRAME_SCHEMAS, Manifest, MixtureSpec, check_name, stored_schema
+from datakit.schemas import FRAME_SCHEMAS, Manifest, check_name, stored_schema
 from datakit.specfile import load_spec_file
 
 OUTPUT_KIND = {"sft": "sft", "identity": "sft", "magpie": "sft", "cpt": "cpt", "preference": "preference"}

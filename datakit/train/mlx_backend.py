@@ -20,8 +20,16 @@ from typing import Any
 from datakit.errors import DatakitError
 from datakit.train import mlx_data, mlx_dpo
 from datakit.train.job import StageJob, StageResult, StopTraining
-from datakit.train.mlx_checkpoint import (EXTRA_FILE, adapter_config, check_compatible, latest_checkpoint,
-                                          load_weights_checked, restore_checkpoint, save_adapter, save_checkpoint)
+from datakit.train.mlx_checkpoint import (
+    EXTRA_FILE,
+    adapter_config,
+    check_compatible,
+    latest_checkpoint,
+    load_weights_checked,
+    restore_checkpoint,
+    save_adapter,
+    save_checkpoint,
+)
 from datakit.train.recipe import LoraSpec, TrainSpec
 
 

@@ -15,8 +15,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from datakit.errors import DatakitError
-from datakit.train.model_check import (Finding, check_model_dir, embedding_row_check, eos_ids, has_chat_template,
-                                       read_json)
+from datakit.train.model_check import (
+    Finding,
+    check_model_dir,
+    embedding_row_check,
+    eos_ids,
+    has_chat_template,
+    read_json,
+)
 
 __all__ = ["Finding", "PreflightReport", "check_model_dir", "check_stop_tokens", "check_rows", "preflight",
            "format_report", "end_of_turn"]
