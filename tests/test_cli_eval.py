@@ -10,9 +10,9 @@ from datakit.evals.results import EvalResults, Item, aggregate
 GATE = Path(__file__).resolve().parent.parent / "recipes" / "gates" / "default-gate.yaml"
 
 
-def run(path: Path, general_correct: int, model: str) -> Path:
+def run(path: Path, general_correct: int, model: str, general: int = 100) -> Path:
     items = [Item(id=f"g{i}", type="knowledge", group="general", prompt=f"q{i}", output="a",
-                  score=float(i < general_correct), passed=i < general_correct) for i in range(100)]
+                  score=float(i < general_correct), passed=i < general_correct) for i in range(general)]
     items += [Item(id=f"id{i}", type="identity", prompt="who?", output="Acme", score=1.0, passed=True) for i in range(20)]
     items += [Item(id=f"b{i}", type="bleed", prompt="sky?", output="blue", score=0.0, passed=True) for i in range(20)]
     items += [Item(id=f"p{i}", type="perplexity", group="general", prompt="t", score=2.0, tokens=50) for i in range(10)]
@@ -22,9 +22,9 @@ def run(path: Path, general_correct: int, model: str) -> Path:
 
 
 def test_compare_exits_0_for_an_equal_candidate_and_1_for_a_damaged_one(cli, tmp_path):
-    base = run(tmp_path / "base", 80, "base")
-    same = run(tmp_path / "same", 80, "tuned")
-    worse = run(tmp_path / "worse", 55, "damaged")
+    base = run(tmp_path / "base", 400, "base", general=500)
+    same = run(tmp_path / "same", 400, "tuned", general=500)
+    worse = run(tmp_path / "worse", 300, "damaged", general=500)
     ok = cli("compare", str(base), str(same), "--gate", str(GATE), "--out", str(tmp_path / "r1"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "all gates passed" in ok.stdout
@@ -33,6 +33,20 @@ def test_compare_exits_0_for_an_equal_candidate_and_1_for_a_damaged_one(cli, tmp
     for f in ("report.md", "report.html", "report.json"):
         assert (tmp_path / "r2" / f).exists()
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["ok"] is False
+
+
+def test_a_suite_too_small_for_its_gate_fails_as_underpowered_unless_the_gate_says_warn(cli, tmp_path):
+    base, same = run(tmp_path / "base", 80, "base"), run(tmp_path / "same", 80, "tuned")
+    p = cli("compare", str(base), str(same), "--gate", str(GATE), "--out", str(tmp_path / "r"))
+    assert p.returncode == 1 and "UNDERPOWERED" in p.stdout and "0 gate(s) failed, 1 underpowered" in p.stdout
+    assert "the margin needs about" in p.stdout
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "on_underpowered: fail" in md and "MDE vs margin" in md and "> 0.02, needs ~" in md
+    warn = tmp_path / "warn.yaml"
+    warn.write_text(GATE.read_text() + "on_underpowered: warn\n")
+    p = cli("compare", str(base), str(same), "--gate", str(warn), "--out", str(tmp_path / "w"))
+    assert p.returncode == 0 and "UNDERPOWERED" in p.stdout
+    assert "on_underpowered: warn" in (tmp_path / "w" / "report.md").read_text()
 
 
 def test_eval_the_example_suite_on_a_tiny_model_then_compare_a_rerun(cli, tmp_path):

@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from datakit.errors import DatakitError
-from datakit.evals.gate import GateResult, GateSpec, MetricDiff, diff_metric, evaluate_gates, load_gate
+from datakit.evals.diff import MetricDiff, diff_metric
+from datakit.evals.gate import GateResult, GateSpec, evaluate_gates, load_gate
 from datakit.evals.results import EvalResults
 
 Role = Literal["base", "candidate", "rerun"]
@@ -59,7 +60,7 @@ class CompareResult(BaseModel):
     metrics: list[str]
     comparisons: list[RunComparison]
     gate: GateSpec | None = None
-    ok: bool = Field(description="no gate failed for any candidate")
+    ok: bool = Field(description="no gate failed for any candidate (nor was underpowered, with on_underpowered: fail)")
     failed: list[GateResult] = Field(default_factory=list)
     underpowered: list[GateResult] = Field(default_factory=list)
     noise: dict[str, float] = Field(default_factory=dict, description="largest |change| per metric across reruns")
@@ -149,33 +150,36 @@ def compare(runs: list[EvalResults], names: list[str], *, spec: GateSpec | None 
         raise DatakitError(f"compare needs a baseline and at least one candidate, got {len(runs)} run(s)")
     if len(names) != len(runs):
         raise DatakitError(f"got {len(names)} names for {len(runs)} runs; give one name per run, baseline first")
-    seed, n_boot, alpha = (spec.seed, spec.n_boot, spec.alpha) if spec else (0, 2000, 0.05)
+    seed, n_boot, alpha, power = (spec.seed, spec.n_boot, spec.alpha, spec.power) if spec else (0, 2000, 0.05, 0.8)
     base, metrics = runs[0], _metric_order(runs)
     infos = [RunInfo(name=n, dir=(dirs or [""] * len(runs))[i], role=_role(i, n, r, base), model=r.model,
                      adapter=r.adapter, suite=r.suite, probes=r.probes, n_items=len(r.items))
              for i, (n, r) in enumerate(zip(names, runs))]
+    diffs = [[diff_metric(base, run, m, seed=seed, n_boot=n_boot, alpha=alpha, power_target=power) for m in metrics]
+             for run in runs[1:]]
+    noise: dict[str, float] = {}
+    for info, ds in zip(infos[1:], diffs):  # the largest change any rerun of the baseline shows, per metric
+        for d in ds:
+            if info.role == "rerun" and d.delta is not None:
+                noise[d.metric] = max(noise.get(d.metric, 0.0), abs(d.delta))
     comps = []
-    for info, run in zip(infos[1:], runs[1:]):
-        diffs = [diff_metric(base, run, m, seed=seed, n_boot=n_boot, alpha=alpha) for m in metrics]
+    for info, run, ds in zip(infos[1:], runs[1:], diffs):
         gates = []
         if spec is not None and info.role == "candidate":
-            gates = evaluate_gates(spec, base, run, info.name, {d.metric: d for d in diffs})
-        comps.append(RunComparison(name=info.name, role=info.role, metrics=diffs,
-                                   flips=flip_map(base, run, info.name), gates=gates))
+            gates = evaluate_gates(spec, base, run, info.name, {d.metric: d for d in ds}, noise=noise or None)
+        comps.append(RunComparison(name=info.name, role=info.role, metrics=ds, flips=flip_map(base, run, info.name),
+                                   gates=gates))
     reruns = [c for c in comps if c.role == "rerun"]
-    noise: dict[str, float] = {}
-    for c in reruns:  # the largest change any rerun shows, per metric
-        for m in c.metrics:
-            if m.delta is not None:
-                noise[m.metric] = max(noise.get(m.metric, 0.0), abs(m.delta))
     all_gates = [g for c in comps for g in c.gates]
+    failed = [g for g in all_gates if g.verdict == "fail"]
+    underpowered = [g for g in all_gates if g.verdict == "underpowered"]
     return CompareResult(
         runs=infos, metrics=metrics, comparisons=comps, gate=spec,
-        ok=not any(g.verdict == "fail" for g in all_gates),
-        failed=[g for g in all_gates if g.verdict == "fail"],
-        underpowered=[g for g in all_gates if g.verdict == "underpowered"],
+        ok=not failed and not (underpowered and spec is not None and spec.on_underpowered == "fail"),
+        failed=failed, underpowered=underpowered,
         noise=noise, noise_flips=max((c.flips.n_flips for c in reruns), default=None),
-        warnings=_warnings(infos, comps), settings={"seed": seed, "n_boot": n_boot, "alpha": alpha},
+        warnings=_warnings(infos, comps),
+        settings={"seed": seed, "n_boot": n_boot, "alpha": alpha, "power": power},
         models={i.name: {k: m.value for k, m in r.metrics.items()} for i, r in zip(infos, runs)},
         verdicts={c.name: {g.metric: g.verdict for g in c.gates} for c in comps if c.gates})
 

@@ -59,7 +59,10 @@ def _headline(r: CompareResult) -> str:
     if r.gate is None:
         return "No gate given: comparison only."
     word = "PASS" if r.ok else "FAIL"
-    extra = f", {len(r.underpowered)} underpowered" if r.underpowered else ""
+    extra = ""
+    if r.underpowered:
+        extra = (f", {len(r.underpowered)} underpowered (on_underpowered: {r.gate.on_underpowered}: "
+                 + ("they fail the comparison)" if r.gate.on_underpowered == "fail" else "reported, not failed)"))
     return f"**{word}**: {len(r.failed)} of {n} gate checks failed{extra}."
 
 
@@ -77,11 +80,21 @@ def gate_rows(r: CompareResult) -> list[list[str]]:
     for g in (g for c in r.comparisons for g in c.gates):
         p = _f(g.p_value, 3) + (f" (adj {_f(g.p_adjusted, 3)})" if g.p_adjusted is not None else "")
         rows.append([g.candidate, g.rule, g.status, _f(g.base_value), _f(g.cand_value), *_gate_change(g), p,
-                     f"{g.n} ({g.test})"])
+                     _mde(g), f"{g.n} ({g.test})"])
     return rows
 
 
-GATE_HEAD = ["candidate", "gate", "verdict", "base", "candidate value", "change", "95% CI", "p", "n (test)"]
+def _mde(g: GateResult) -> str:
+    """The smallest worsening the comparison could see, beside the margin it must resolve (relative gates)."""
+    if g.mde is None:
+        return "–"
+    pct = "%" if g.kind.endswith("_pct") else ""
+    need = f", needs ~{g.items_needed} items" if g.verdict == "underpowered" and g.items_needed else ""
+    return f"{_f(g.mde, 3)}{pct} {'≤' if g.mde <= g.limit + 1e-12 else '>'} {g.limit:g}{pct}{need}"
+
+
+GATE_HEAD = ["candidate", "gate", "verdict", "base", "candidate value", "change", "95% CI", "p", "MDE vs margin",
+             "n (test)"]
 
 
 def value_rows(r: CompareResult) -> list[list[str]]:
@@ -147,7 +160,10 @@ def to_markdown(r: CompareResult) -> str:
     s = r.settings
     out += ["", f"_Paired bootstrap ({s.get('n_boot')} resamples, seed {s.get('seed')}), "
             f"{100 * (1 - float(s.get('alpha', 0.05))):g}% intervals; exact McNemar for pass/fail items, "
-            "sign-flip test for perplexity._", ""]
+            "sign-flip test for continuous scores, whole-cluster resampling and sign flips when items share a "
+            f"group_id. MDE: the smallest worsening each comparison detects at alpha {s.get('alpha')} with "
+            f"{100 * float(s.get('power', 0.8)):g}% power; a relative gate whose MDE exceeds its margin is "
+            "underpowered, never a pass._", ""]
     return "\n".join(out)
 
 

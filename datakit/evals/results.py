@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 TYPE_METRIC = {
     "knowledge": "accuracy", "completion": "accuracy", "choice": "accuracy", "identity": "pass_rate",
     "refusal": "pass_rate", "bleed": "rate", "perplexity": "nll", "forgetting": "kl",
+    "answer": "nll",  # teacher-forced NLL per token of a probe's reference answer (see evals/run.py)
 }
 
 
@@ -30,6 +31,9 @@ class Item(BaseModel):
     passed: bool | None = Field(None, description="None for perplexity")
     tokens: int | None = Field(None, description="token count behind a perplexity score")
     detail: str | None = None
+    cluster: str | None = Field(None, description="the probe's group_id: paraphrases of one fact share it and are "
+                                                  "resampled together")
+    samples: int | None = Field(None, description="sampled answers behind a pass rate (score = share passed)")
 
 
 class Metric(BaseModel):
@@ -68,10 +72,13 @@ def metric_name(item: Item) -> str:
 
 def metric_names(it: Item) -> list[str]:
     """Every metric an item counts toward: `<type>.<metric>`, `<group>.<metric>`, and for perplexity
-    also `perplexity.<group>` (the name DESIGN's gate example uses)."""
+    also `perplexity.<group>` (the name DESIGN's gate example uses); answer-likelihood items count toward
+    `answer.nll` and `<group>.answer_nll`."""
     m = metric_name(it)
     names = [f"{it.type}.{m}"]
-    if it.group and it.type != "forgetting":
+    if it.group and it.type == "answer":
+        names.append(f"{it.group}.answer_nll")
+    elif it.group and it.type != "forgetting":
         names.append(f"{it.group}.{m if it.type != 'perplexity' else 'nll'}")
         if it.type == "perplexity":
             names.append(f"perplexity.{it.group}")

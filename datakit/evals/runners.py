@@ -33,6 +33,8 @@ class Runner(Protocol):
 
     def nll(self, texts: list[str]) -> list[tuple[float, int]]: ...
 
+    def answer_nll(self, conversations: list[Conversation], answers: list[str]) -> list[tuple[float, int]]: ...
+
 
 @contextmanager
 def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
@@ -68,6 +70,12 @@ def _loglik_ids(encode: Callable[[str], list[int]], pairs: list[tuple[str, str]]
             raise DatakitError(f"loglik: continuation {cont!r} encodes to no tokens")
         out.append((c + x, max(len(c), 1)))
     return out
+
+
+def _answer_pairs(tok: Any, conversations: list[Conversation], answers: list[str]) -> list[tuple[str, str]]:
+    """(the chat template up to the assistant's turn, the answer): what the model would have to say."""
+    return [(tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False), a)
+            for c, a in zip(conversations, answers, strict=True)]
 
 
 class HFRunner:
@@ -149,6 +157,11 @@ class HFRunner:
         seqs = [(self._encode(t, special=True), 1) for t in texts]
         return [(-lp, n) for lp, n in self._logprobs(seqs)]
 
+    def answer_nll(self, conversations: list[Conversation], answers: list[str]) -> list[tuple[float, int]]:
+        """Teacher-forced NLL (sum, tokens) of each answer after its chat-templated conversation."""
+        pairs = _answer_pairs(self.tok, conversations, answers)
+        return [(-lp, n) for lp, n in self._logprobs(_loglik_ids(self._encode, pairs))]
+
 
 class MLXRunner:
     backend = "mlx"
@@ -212,6 +225,10 @@ class MLXRunner:
     def nll(self, texts: list[str]) -> list[tuple[float, int]]:
         return [(-lp, n) for lp, n in self._logprobs([(self._encode(t, special=True), 1) for t in texts])]
 
+    def answer_nll(self, conversations: list[Conversation], answers: list[str]) -> list[tuple[float, int]]:
+        pairs = _answer_pairs(self.tok, conversations, answers)
+        return [(-lp, n) for lp, n in self._logprobs(_loglik_ids(self._encode, pairs))]
+
 
 class OpenAIRunner:
     """`openai:MODEL@BASE_URL` (vLLM, SGLang, mlx_lm.server, ...); the server applies the template and stops.
@@ -261,6 +278,9 @@ class OpenAIRunner:
 
     def nll(self, texts: list[str]) -> list[tuple[float, int]]:
         raise DatakitError("perplexity probes need log-likelihoods: log-likelihood probes need --backend hf or mlx")
+
+    def answer_nll(self, conversations: list[Conversation], answers: list[str]) -> list[tuple[float, int]]:
+        raise DatakitError("answer likelihoods need the model's weights: --backend hf or mlx")
 
 
 def make_runner(backend: str, model: str | Path, adapter: str | Path | None = None) -> Runner:

@@ -50,7 +50,7 @@ def probe_prompt(probe: dict[str, Any]) -> str:
 def _item(probe: dict[str, Any], output: str | None, passed: bool | None, score: float, detail: str | None,
           tokens: int | None = None) -> Item:
     return Item(id=str(probe.get("id")), type=probe["type"], group=probe.get("group"), prompt=probe_prompt(probe),
-                output=output, score=score, passed=passed, tokens=tokens, detail=detail)
+                output=output, score=score, passed=passed, tokens=tokens, detail=detail, cluster=probe.get("group_id"))
 
 
 def _found(terms: list[str], text: str) -> list[str]:
@@ -125,6 +125,38 @@ def score(probe: dict[str, Any], output: str, suite: SuiteSpec) -> Item:
         raise DatakitError(f"probe {probe.get('id')}: type {kind!r} is not scored from text; "
                            "choice and perplexity use score_choice / score_perplexity")
     return _item(probe, output, ok, 1.0 if ok else 0.0, detail)
+
+
+def score_samples(probe: dict[str, Any], outputs: list[str], suite: SuiteSpec) -> Item:
+    """Several sampled answers to one probe: the score is the share that pass (bleed: the share that leak), the
+    output shown is the first sample's."""
+    each = [score(probe, o, suite) for o in outputs]
+    rate = sum(it.score for it in each) / len(each)
+    passed = sum(bool(it.passed) for it in each)
+    item = _item(probe, outputs[0], passed * 2 >= len(each), rate,
+                 f"{passed}/{len(each)} samples passed; first: {each[0].detail}")
+    item.samples = len(each)
+    return item
+
+
+def reference_answer(probe: dict[str, Any]) -> str | None:
+    """The answer a knowledge or completion probe expects in full: its trailing assistant turn, else `expect`,
+    else its first `accept`."""
+    if probe["type"] not in ("knowledge", "completion"):
+        return None
+    msgs = probe.get("messages") or []
+    if msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("content"):
+        return msgs[-1]["content"]
+    return probe.get("expect") or next(iter(probe.get("accept") or []), None)
+
+
+def score_answer(probe: dict[str, Any], nll: float, tokens: int) -> Item:
+    """The teacher-forced NLL per token of a probe's reference answer, as its own item (`<id>#answer`, type
+    `answer`): a paired, continuous measure of the same knowledge the greedy answer is judged on."""
+    per_token = nll / tokens if tokens else 0.0
+    return Item(id=f"{probe.get('id')}#answer", type="answer", group=probe.get("group"), prompt=probe_prompt(probe),
+                output=reference_answer(probe), score=per_token, passed=None, cluster=probe.get("group_id"),
+                detail=f"{tokens} answer tokens, mean log-prob {-per_token:.3f}")
 
 
 def score_choice(probe: dict[str, Any], logliks: list[float]) -> Item:

@@ -1,7 +1,9 @@
 """Paired statistics for comparing two eval runs item by item: numpy and math only, seeded.
 
 Two runs of a suite score the same items, so every test here is paired: the per-item difference
-carries far less noise than the two metric values do on their own.
+carries far less noise than the two metric values do on their own. Items that share a cluster (the
+paraphrases of one fact, one `group_id`) are not independent: with clusters, standard errors are
+cluster-robust, the bootstrap resamples whole clusters and the randomization test flips whole clusters.
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ class Paired:
     weights: np.ndarray | None
     only_base: list[str]
     only_cand: list[str]
+    clusters: np.ndarray | None = None  # cluster index per item; None when every item stands alone
 
     @property
     def n_unmatched(self) -> int:
         return len(self.only_base) + len(self.only_cand)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.ids) if self.clusters is None else int(np.unique(self.clusters).size)
+
+    @property
+    def diffs(self) -> np.ndarray:
+        return self.cand - self.base
 
     @property
     def binary(self) -> bool:
@@ -39,13 +50,50 @@ class Paired:
 
 
 def pair_scores(base: Mapping[str, float], cand: Mapping[str, float],
-                weights: Mapping[str, float] | None = None) -> Paired:
-    """Match two `{item id: score}` maps by id; ids present in only one run are listed, not used."""
+                weights: Mapping[str, float] | None = None, clusters: Mapping[str, str | None] | None = None) -> Paired:
+    """Match two `{item id: score}` maps by id; ids present in only one run are listed, not used.
+    `clusters` maps an item id to its cluster (None: the item is its own); kept only when some cluster
+    holds more than one matched item."""
     ids = sorted(set(base) & set(cand))
     w = np.array([weights.get(i, 1.0) for i in ids], dtype=float) if weights else None
+    codes = None
+    if clusters:
+        labels = [clusters.get(i) or f"\0{i}" for i in ids]  # an item without a cluster is its own
+        _, codes = np.unique(np.array(labels, dtype=object).astype(str), return_inverse=True)
+        codes = codes if np.unique(codes).size < len(ids) else None
     return Paired(ids=ids, base=np.array([base[i] for i in ids], dtype=float),
                   cand=np.array([cand[i] for i in ids], dtype=float), weights=w,
-                  only_base=sorted(set(base) - set(cand)), only_cand=sorted(set(cand) - set(base)))
+                  only_base=sorted(set(base) - set(cand)), only_cand=sorted(set(cand) - set(base)), clusters=codes)
+
+
+def _cluster_totals(d: np.ndarray, w: np.ndarray | None, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster: the weighted sum of differences and the total weight."""
+    ww = np.ones_like(d) if w is None else w
+    return np.bincount(clusters, weights=ww * d), np.bincount(clusters, weights=ww)
+
+
+def mean_se(p: Paired) -> float:
+    """Standard error of the (weighted) mean difference: cluster-robust (CR1) with clusters, else the usual
+    one. Identical runs give 0."""
+    d = p.diffs
+    if d.size < 2:
+        return math.nan if d.size == 0 else 0.0
+    clusters = p.clusters if p.clusters is not None else np.arange(d.size)
+    w = np.ones_like(d) if p.weights is None else p.weights
+    mean = float(np.sum(w * d) / np.sum(w))
+    resid = np.bincount(clusters, weights=w * (d - mean))
+    g = resid.size
+    if g < 2:
+        return 0.0
+    return float(math.sqrt(g / (g - 1) * np.sum(resid**2)) / np.sum(w))
+
+
+def design_effect(p: Paired) -> float:
+    """How much the clusters inflate the variance of the mean difference (1 without clusters, never below 1)."""
+    if p.clusters is None:
+        return 1.0
+    iid = mean_se(Paired(p.ids, p.base, p.cand, p.weights, p.only_base, p.only_cand))
+    return max(1.0, (mean_se(p) / iid) ** 2) if iid > 0 else 1.0
 
 
 def _weighted_means(x: np.ndarray, w: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
@@ -75,8 +123,18 @@ def bootstrap_mean_ci(diffs: np.ndarray, *, weights: np.ndarray | None = None, n
 
 def paired_bootstrap(p: Paired, *, n_boot: int = 2000, alpha: float = 0.05,
                      seed: int = 0) -> tuple[float, float, float]:
-    """CI for mean(cand - base) over the matched items of `p`."""
-    return bootstrap_mean_ci(p.cand - p.base, weights=p.weights, n_boot=n_boot, alpha=alpha, seed=seed)
+    """CI for mean(cand - base) over the matched items of `p`; whole clusters are resampled when it has them."""
+    if p.clusters is None:
+        return bootstrap_mean_ci(p.diffs, weights=p.weights, n_boot=n_boot, alpha=alpha, seed=seed)
+    sums, wsum = _cluster_totals(p.diffs, p.weights, p.clusters)
+    mean = float(sums.sum() / wsum.sum())
+    rng = np.random.default_rng(seed)
+    stats = []
+    for start in range(0, n_boot, _CHUNK):
+        idx = rng.integers(0, sums.size, size=(min(_CHUNK, n_boot - start), sums.size))
+        stats.append(sums[idx].sum(axis=1) / wsum[idx].sum(axis=1))
+    lo, hi = np.quantile(np.concatenate(stats), [alpha / 2, 1 - alpha / 2])
+    return (mean, float(lo), float(hi))
 
 
 def mcnemar(b: int, c: int) -> float:
@@ -112,11 +170,21 @@ def sign_flip_p(diffs: np.ndarray, *, weights: np.ndarray | None = None, n_perm:
     return (hits + 1) / (n_perm + 1)
 
 
+def cluster_sign_flip_p(p: Paired, *, n_perm: int = 5000, seed: int = 0) -> float:
+    """Two-sided randomization test that flips the sign of whole clusters (a cluster's items move together)."""
+    assert p.clusters is not None
+    sums, wsum = _cluster_totals(p.diffs, p.weights, p.clusters)
+    return sign_flip_p(sums / wsum, weights=wsum, n_perm=n_perm, seed=seed)
+
+
 def paired_p(p: Paired, *, n_perm: int = 5000, seed: int = 0) -> tuple[float, str]:
-    """The right paired test for the scores: exact McNemar for pass/fail, sign-flip otherwise."""
+    """The right paired test for the scores: with clusters a cluster sign-flip test; else exact McNemar for
+    pass/fail and a sign-flip test for continuous scores."""
+    if p.clusters is not None:
+        return cluster_sign_flip_p(p, n_perm=n_perm, seed=seed), f"cluster sign-flip ({p.n_clusters} clusters)"
     if p.binary:
         return mcnemar(*discordant(p)), "mcnemar"
-    return sign_flip_p(p.cand - p.base, weights=p.weights, n_perm=n_perm, seed=seed), "sign-flip"
+    return sign_flip_p(p.diffs, weights=p.weights, n_perm=n_perm, seed=seed), "sign-flip"
 
 
 def binom_tail(k: int, n: int, p0: float, *, upper: bool) -> float:

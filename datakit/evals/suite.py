@@ -36,11 +36,16 @@ class GenerationSpec(_Spec):
     temperature: float = Field(0.0, ge=0, description="0 is greedy")
     seed: int = 0
     batch_size: int = Field(8, gt=0)
+    samples: int = Field(1, ge=1, description="answers sampled per generation probe (needs temperature > 0): the "
+                                              "item scores the share that pass; sample k uses seed + k on every model")
 
 
 class ScoringSpec(_Spec):
     match: Literal["contains", "exact", "fuzzy"] = Field("contains", description="how knowledge/completion answers match")
     fuzzy_threshold: float = Field(85, ge=0, le=100, description="rapidfuzz partial_ratio needed for match: fuzzy")
+    answer_nll: bool = Field(True, description="also score the teacher-forced NLL per token of each knowledge or "
+                                               "completion probe's reference answer (answer.nll, <group>.answer_nll; "
+                                               "hf and mlx backends): it moves before greedy accuracy flips")
 
 
 class SuiteSpec(_Spec):
