@@ -143,3 +143,16 @@ def json_server(respond):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's tiny pre-trained base model (knows 63 general facts), cached in build/demo/base like
+    `make demo` and the notebooks; pre-trained here (about a minute) only when the cache is missing."""
+    from datakit.demo.base_model import BaseSpec, pretrain
+    from datakit.demo.loop import web_texts
+    from datakit.io.ingest import ingest
+
+    reg = Registry(tmp_path_factory.mktemp("base-registry"))
+    ingest(reg, [EXTERNAL / "c4_demo.jsonl"], name="c4", kind="cpt")
+    return pretrain(ROOT / "build" / "demo" / "base", web_texts(reg), BaseSpec())

@@ -153,3 +153,31 @@ def test_with_base_evaluates_both_from_one_model_and_reports_forgetting_kl(cli, 
     assert [(i.id, i.output) for i in a.items] == [(i.id, i.output) for i in b.items]
     tuned = EvalResults.read(tmp_path / "tuned")
     assert tuned.metrics["forgetting.kl"].value > 0 and tuned.metrics["forgetting.kl"].n == 2
+
+
+def test_eval_plan_sizes_a_suite_and_checks_one_against_its_gate(cli, tmp_path):
+    p = cli("eval", "plan", "--metric", "general.accuracy", "--max-drop", "0.05", "--discordance", "0.1", "--json",
+            check_json=True)
+    rows = {r["power"]: r for r in p.json["rows"]}
+    assert p.returncode == 0 and rows[0.8]["items"] < rows[0.9]["items"]
+    from datakit.evals import power
+
+    assert rows[0.8]["items"] == power.items_binary(0.05, 0.1) and abs(power.mde_binary(rows[0.8]["items"], 0.1) - 0.05) < 0.002
+    para = cli("eval", "plan", "--max-drop", "0.05", "--discordance", "0.1", "--paraphrases", "4", "--icc", "0.5")
+    assert "questions x 4 paraphrases" in para.stdout
+    # a 12-probe suite against the default gate: too few for a 2-point drop, and the command says so
+    probes = [{"id": f"g{i}", "type": "knowledge", "group": "general", "prompt": "q", "expect": "a"} for i in range(12)]
+    (tmp_path / "probes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in probes))
+    (tmp_path / "suite.yaml").write_text("name: s\nprobes: probes.jsonl\n")
+    chk = cli("eval", "plan", "--suite", str(tmp_path / "suite.yaml"), "--gate", str(GATE), "--json", check_json=True)
+    acc = next(c for c in chk.json if c["metric"] == "general.accuracy")
+    assert acc["items"] == 12 and acc["ok"] is False and acc["needed"] > 300
+    text = cli("eval", "plan", "--suite", str(tmp_path / "suite.yaml"), "--gate", str(GATE))
+    assert "warning" in text.stdout and "underpowered" in text.stdout
+
+
+def test_sampling_more_than_once_at_temperature_zero_is_refused_with_the_fix(cli, tmp_path):
+    (tmp_path / "suite.yaml").write_text("name: s\nprobes: probes.jsonl\n")
+    (tmp_path / "probes.jsonl").write_text(json.dumps({"id": "a", "type": "knowledge", "prompt": "q", "expect": "a"}))
+    p = cli("eval", str(tmp_path / "suite.yaml"), "--model", str(tmp_path), "--samples", "4", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "--temperature" in p.stderr

@@ -150,7 +150,8 @@ def test_a_one_item_drop_on_ten_items_is_not_significant_and_underpowered_for_no
                            base, cand, "sft")
     assert ni.verdict == "underpowered"
     (plain,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02}), base, cand, "sft")
-    assert plain.verdict == "fail"  # without a test, the point estimate decides
+    # the point estimate crossed the margin, but one flip in ten items is noise as often as not
+    assert plain.breach and plain.verdict == "underpowered" and plain.status == "breach (underpowered)"
 
 
 def test_holm_turns_two_borderline_significant_breaches_into_not_significant():
@@ -262,3 +263,66 @@ def test_a_metric_without_item_scores_falls_back_to_an_unpaired_normal_test():
                           base, cand, "sft")
     assert r.test == "normal (unpaired)" and r.verdict == "fail" and r.n == 1000
     assert r.p_value == pytest.approx(2 * 0.5 * math.erfc(0.04 / math.hypot(0.01, 0.01) / math.sqrt(2)))
+
+
+# ---- power, clusters, noise floor, label-free forgetting ---------------------------------------------------
+
+
+def test_paraphrase_clusters_switch_to_a_cluster_test_and_widen_the_mde():
+    # 30 facts x 4 paraphrases; the candidate forgets 6 whole facts: 24 items that move together
+    base = [True] * 120
+    cand = [False] * 24 + [True] * 96
+    its = lambda xs, cl: [Item(id=f"g{i}", type="knowledge", group="general", prompt="q", score=float(x), passed=x,  # noqa: E731
+                               cluster=f"fact{i // 4}" if cl else None) for i, x in enumerate(xs)]
+    rule = {"metric": "general.accuracy", "max_drop": 0.1, "require_significance": True}
+    (iid,) = evaluate_gates(spec(rule), run(its(base, False)), run(its(cand, False), adapter="x"), "x")
+    (cl,) = evaluate_gates(spec(rule), run(its(base, True)), run(its(cand, True), adapter="x"), "x")
+    assert iid.test == "mcnemar" and cl.test == "cluster sign-flip (30 clusters)" and cl.n_clusters == 30
+    assert cl.mde > iid.mde and cl.p_value > iid.p_value  # 6 forgotten facts are weaker evidence than 24 items
+    assert iid.verdict == cl.verdict == "fail"
+
+
+def test_a_sampled_pass_rate_is_a_continuous_score_with_a_smaller_mde_than_greedy_pass_fail():
+    from datakit.evals.scorers import score_samples
+    from datakit.evals.suite import SuiteSpec
+
+    suite_spec = SuiteSpec(name="s", probes="p.jsonl")
+    item = score_samples({"id": "q", "type": "knowledge", "prompt": "Capital of Korea?", "expect": "Seoul"},
+                         ["Seoul.", "It is Seoul", "Tokyo", "Seoul"], suite_spec)
+    assert item.score == 0.75 and item.passed and item.samples == 4 and item.detail.startswith("3/4 samples passed")
+    rng = np.random.default_rng(0)
+    p = rng.beta(4, 1, 60)
+    rate = lambda: [Item(id=f"g{i}", type="knowledge", group="general", prompt="q",  # noqa: E731
+                         score=float(np.mean(rng.random(8) < p[i])), samples=8) for i in range(60)]
+    rule = {"metric": "general.accuracy", "max_drop": 0.1}
+    (sampled,) = evaluate_gates(spec(rule), run(rate()), run(rate(), adapter="x"), "x")
+    assert sampled.test == "sign-flip" and sampled.mde < 0.1 and sampled.verdict == "pass"
+    greedy = lambda: [Item(id=f"g{i}", type="knowledge", group="general", prompt="q", score=float(x), passed=bool(x))  # noqa: E731
+                      for i, x in enumerate(rng.random(60) < p)]
+    (once,) = evaluate_gates(spec(rule), run(greedy()), run(greedy(), adapter="x"), "x")
+    assert once.test == "mcnemar" and once.mde > 0.1 and once.verdict == "underpowered"
+
+
+def test_above_noise_gates_need_a_rerun_and_forgive_a_breach_within_the_noise_floor():
+    base = suite([True] * 450 + [False] * 50)
+    rerun = suite([True] * 435 + [False] * 65)  # the same model retrained with another seed: -0.03
+    cand = suite([True] * 438 + [False] * 62, adapter="sft")  # -0.024: over the margin, within the noise
+    gate = spec({"metric": "general.accuracy", "max_drop": 0.02, "above_noise": True})
+    with pytest.raises(DatakitError, match="rerun of the baseline"):
+        evaluate_gates(gate, base, cand, "sft")
+    res = compare([base, rerun, cand], ["base", "base-rerun", "sft"], spec=gate)
+    (g,) = res.comparisons[1].gates
+    assert res.noise["general.accuracy"] == pytest.approx(0.03) and g.noise == pytest.approx(0.03)
+    assert not g.breach and "noise floor 0.03" in g.message
+    (plain,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02}), base, cand, "sft")
+    assert plain.breach
+
+
+def test_forgetting_kl_is_gated_on_the_candidate_alone_as_a_first_class_metric():
+    base = suite([True] * 10)
+    kl = lambda v: [Item(id=f"kl-{i}", type="forgetting", group="general", prompt="t", score=v) for i in range(8)]  # noqa: E731
+    calm, drifted = run(base.items + kl(0.01), adapter="a"), run(base.items + kl(0.4), adapter="b")
+    gate = spec({"metric": "forgetting.kl", "max": 0.05})
+    res = compare([base, calm, drifted], ["base", "calm", "drifted"], spec=gate)
+    assert res.verdicts == {"calm": {"forgetting.kl": "pass"}, "drifted": {"forgetting.kl": "fail"}}
+    assert res.comparisons[0].gates[0].mde is None  # an absolute gate has no baseline to detect a change from

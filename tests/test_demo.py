@@ -54,8 +54,15 @@ def test_domain_only_tuning_forgets_general_facts_and_the_mixture_keeps_them(dem
     assert mixed["general.accuracy"] >= base["general.accuracy"] - 0.1
     assert mixed["identity.pass_rate"] >= 0.75
     assert r["verdicts"]["domain-only"]["general.accuracy"] == "fail"
-    assert r["verdicts"]["mixed"] == {"general.accuracy": "pass", "domain.accuracy": "pass",
+    assert r["verdicts"]["domain-only"]["general.answer_nll"] == "fail"
+    assert r["verdicts"]["mixed"] == {"general.accuracy": "pass", "general.answer_nll": "pass", "domain.accuracy": "pass",
                                       "identity.pass_rate": "pass", "bleed.rate": "pass"}
+    # no silent pass: every relative gate states its MDE within its margin, and the test it used
+    for g in (g for c in r["comparisons"] for g in c["gates"] if g["kind"].startswith("max_")):
+        assert g["mde"] is not None and g["test"] in ("mcnemar", "sign-flip")
+        assert g["verdict"] != "pass" or g["mde"] <= g["limit"]
+    md = (report / "report.md").read_text()
+    assert "MDE vs margin" in md and "mcnemar" in md and "sign-flip" in md
     assert not r["ok"]  # a candidate failed its gate, so `datakit compare` alone would exit 1
 
 

@@ -242,6 +242,11 @@ def test_a_model_trained_on_one_fact_passes_its_probe_and_the_base_fails_and_res
     assert any(k.startswith("adapter/") for k in tuned.model_fingerprint) and "config.json" in tuned.model_fingerprint
     assert tuned.settings["generation"]["max_new_tokens"] == 24 and tuned.probes.endswith(")")
     assert EvalResults.read(tmp_path / "tuned") == tuned and EvalResults.read(tmp_path / "tuned" / "results.json") == tuned
+    # the reference answer's teacher-forced likelihood: one `answer` item per knowledge probe, paired by id
+    ans = {r: next(i for i in res.items if i.id == "fact#answer") for r, res in (("base", base_res), ("tuned", tuned))}
+    assert ans["tuned"].type == "answer" and ans["tuned"].output == "Acme" and ans["tuned"].passed is None
+    assert ans["tuned"].score < ans["base"].score  # the taught fact became likely
+    assert tuned.metrics["domain.answer_nll"].value == ans["tuned"].score and "answer.nll" in tuned.metrics
 
 
 def test_with_adapter_false_gives_exactly_the_base_models_answers(hf_runners: tuple) -> None:
@@ -335,7 +340,9 @@ def test_mlx_runner_answers_the_trained_fact_and_agrees_with_hf_on_log_likelihoo
     assert out[0] == A and IM_END not in "".join(out)
     items = score_all(tuned, SUITE, [probe("knowledge", prompt=Q, expect="Acme"),
                                      probe("choice", id="c", prompt="The capital of Korea is", choices=["Seoul.", "Tokyo."], answer=0)])
-    assert items[0].passed and items[1].passed is not None
+    assert items[0].passed and items[1].passed is not None and items[2].id == "p1#answer"
+    # the answer likelihood agrees across backends too (same chat template, same tokens)
+    assert plain.answer_nll(CONVS[:1], [A]) == [pytest.approx(x, rel=1e-3) for x in hf_runners[0].answer_nll(CONVS[:1], [A])]
 
 
 def test_mlx_generation_stops_at_the_templates_end_of_turn_even_when_eos_is_another_token(

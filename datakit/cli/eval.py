@@ -68,6 +68,7 @@ def eval_run(
     with_base: Annotated[Optional[Path], typer.Option("--with-base", help="hf with --adapter: also evaluate the base (adapter off) from the same loaded model into this folder, and add forgetting.kl.")] = None,
     samples: Annotated[Optional[int], typer.Option("--samples", help="Sampled answers per generation probe; each item scores the share that pass (same seeds on every model).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (overrides the suite's; needed with --samples > 1).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed (overrides the suite's): a rerun with another seed measures run-to-run noise.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a suite's probes on a model (and adapter); writes results.json with every item and metric."""
@@ -75,7 +76,7 @@ def eval_run(
 
     if backend not in ("hf", "mlx", "openai"):
         raise typer.BadParameter(f"--backend {backend}: use hf, mlx or openai")
-    gen = {"samples": samples, "temperature": temperature}
+    gen = {"samples": samples, "temperature": temperature, "seed": seed}
     if with_base is None:
         res = evaluate(reg(), suite, backend=backend, model=model, adapter=str(adapter) if adapter else None,
                        out_dir=out_dir, generation=gen)

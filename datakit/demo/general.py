@@ -91,8 +91,10 @@ def replay_chats() -> list[dict]:
 
 
 def probes() -> list[dict]:
-    """The `general` probes of the demo suite: the first phrasing of each probed fact."""
-    return [{"id": f"general-{f.id}", "type": "knowledge", "group": "general", "prompt": f.questions[0],
+    """The `general` probes of the demo suite: the first phrasing of each probed fact, with the answer the base
+    model learned as the reference its likelihood is scored on (`general.answer_nll`)."""
+    return [{"id": f"general-{f.id}", "type": "knowledge", "group": "general",
+             "messages": [{"role": "user", "content": f.questions[0]}, {"role": "assistant", "content": f.answer}],
              "accept": list(f.accept)} for f in probe_facts()]
 
 

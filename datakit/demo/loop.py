@@ -165,13 +165,14 @@ def web_texts(reg: Registry) -> list[str]:
 
 def demo_probes(reg: Registry, example: Path = EXAMPLE) -> list[dict[str, Any]]:
     """General probes from the facts; domain probes from the cloze questions `build sft` wrote for the facts
-    in acme-sft-split's training split (held-out facts are never taught, so they measure nothing a tiny
+    in acme-sft-split's training split (with the taught answer as the reference for `domain.answer_nll`) (held-out facts are never taught, so they measure nothing a tiny
     model can do); identity probes from examples/acme/probes.jsonl; bleed and perplexity probes."""
     domain = []
     for rec in _records(reg, "acme-sft-split"):
         q, a = rec["messages"][-2]["content"], rec["messages"][-1]["content"]
         if rec.get("split") == "train" and q.startswith(("Fill in the blank:", "빈칸을 채우세요:")):
-            domain.append({"id": f"domain-{rec['id'][:10]}", "type": "knowledge", "group": "domain", "prompt": q,
+            domain.append({"id": f"domain-{rec['id'][:10]}", "type": "knowledge", "group": "domain",
+                           "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                            "expect": a.split(".", 1)[0].split(":", 1)[0].strip()})
     fixed = [json.loads(line) for line in (example / "probes.jsonl").read_text().splitlines() if line.strip()]
     held_out = [t[:400] for t in web_texts(reg)[-10:]]

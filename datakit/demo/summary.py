@@ -10,7 +10,8 @@ from rich.table import Table
 
 from datakit.evals.report import read_report
 
-HEADLINE = ["general.accuracy", "domain.accuracy", "identity.pass_rate", "bleed.rate", "perplexity.general"]
+HEADLINE = ["general.accuracy", "general.answer_nll", "domain.accuracy", "identity.pass_rate", "bleed.rate",
+            "perplexity.general"]
 
 
 def summarize(report_dir: Path, *, timings: dict[str, float], console: Console) -> Path:

@@ -21,6 +21,7 @@ from datakit.evals import power
 from datakit.evals.diff import higher_is_better
 from datakit.evals.gate import KINDS, GateSpec, load_gate
 from datakit.evals.results import Item, metric_names
+from datakit.evals.scorers import reference_answer
 from datakit.evals.suite import load_probes, load_suite
 
 POWERS = (0.8, 0.9)
@@ -87,9 +88,10 @@ def check_suite(probes: list[dict[str, Any]], gate: GateSpec, *, base_rate: floa
     continuous metric's MDE depends on the spread a first comparison measures.)"""
     buckets: dict[str, list[dict[str, Any]]] = {}
     for p in probes:
-        it = Item(id=str(p.get("id")), type=p["type"], group=p.get("group"), prompt="", score=0.0)
-        for name in metric_names(it):
-            buckets.setdefault(name, []).append(p)
+        kinds = [p["type"]] + (["answer"] if reference_answer(p) else [])  # the answer-likelihood item eval adds
+        for kind in kinds:
+            for name in metric_names(Item(id=str(p.get("id")), type=kind, group=p.get("group"), prompt="", score=0.0)):
+                buckets.setdefault(name, []).append(p)
     out = []
     for rule in gate.gates:
         relative, pct, _ = KINDS[rule.kind]
@@ -98,8 +100,10 @@ def check_suite(probes: list[dict[str, Any]], gate: GateSpec, *, base_rate: floa
         its = buckets.get(rule.metric, [])
         n, clusters = len(its), len({p.get("group_id") or f"\0{i}" for i, p in enumerate(its)})
         if not its:
-            raise DatakitError(f"gate metric {rule.metric!r} has no probes in this suite; metrics it has: "
-                               f"{', '.join(sorted(buckets)) or 'none'}")
+            out.append(GateCheck(metric=rule.metric, rule=rule.describe(), items=0, clusters=0, ok=False,
+                                 message=f"{rule.describe()}: no probes in this suite feed it (the suite has "
+                                         f"{', '.join(sorted(buckets)) or 'none'}), so compare would stop on it"))
+            continue
         if pct or not higher_is_better(rule.metric) or rule.metric.endswith(("nll", ".kl")):
             out.append(GateCheck(metric=rule.metric, rule=rule.describe(), items=n, clusters=clusters,
                                  message=f"{rule.describe()}: {n} items; a continuous metric's MDE comes from the "
@@ -110,10 +114,13 @@ def check_suite(probes: list[dict[str, Any]], gate: GateSpec, *, base_rate: floa
         # paraphrases of one question are not independent: count the clusters, conservatively
         mde = power.mde_binary(clusters, pd, alpha=gate.alpha, power=gate.power)
         ok = mde <= rule.limit
-        verdict = "enough" if ok else f"too few: {needed} needed, so the gate can only say underpowered"
+        basis = f"discordance {pd:.2f}" + ("" if discordance is not None else
+                                           " (independent errors at base accuracy "
+                                           f"{base_rate:g}, an upper bound: pass --discordance from a comparison)")
+        verdict = "enough" if ok else f"too few, about {needed} needed, or the gate will say underpowered"
         out.append(GateCheck(metric=rule.metric, rule=rule.describe(), items=n, clusters=clusters, needed=needed,
                              mde=mde, ok=ok, message=f"{rule.describe()}: {n} items in {clusters} clusters, MDE "
-                                                     f"{mde:.3f} vs margin {rule.limit:g}: {verdict}"))
+                                                     f"{mde:.3f} vs margin {rule.limit:g} at {basis}: {verdict}"))
     return out
 
 

@@ -19,8 +19,15 @@ from datakit.errors import DatakitError
 from datakit.evals.lmeval import run_suite_tasks
 from datakit.evals.results import EvalResults, Item, aggregate
 from datakit.evals.runners import Runner, make_runner
-from datakit.evals.scorers import (probe_prompt, reference_answer, score, score_answer, score_choice, score_perplexity,
-                                   score_samples)
+from datakit.evals.scorers import (
+    probe_prompt,
+    reference_answer,
+    score,
+    score_answer,
+    score_choice,
+    score_perplexity,
+    score_samples,
+)
 from datakit.evals.suite import GenerationSpec, SuiteSpec, load_probes, load_suite
 
 GENERATION_TYPES = ("knowledge", "completion", "identity", "bleed", "refusal")

@@ -300,12 +300,15 @@ print((ACME / "gate.yaml").read_text())
 
 # %% [markdown]
 # `compare` pairs the runs on the same items: paired bootstrap intervals for each change, exact
-# McNemar tests for pass/fail flips, Holm correction across the gates of a candidate. A relative gate
-# (`max_drop`) with `require_significance` fails only when the drop is past the limit *and*
-# significant; a non-inferiority gate that cannot be decided from so few items says **underpowered**
-# instead of passing silently. Absolute gates (`min`, `max`) judge the candidate's own value. The
-# command writes `report.md`, `report.html` (with plots) and `report.json`, and exits 1 when any gate
-# fails: the line to put in CI.
+# McNemar tests for pass/fail flips, sign-flip tests for continuous scores such as `general.answer_nll`
+# (the teacher-forced NLL of each general fact's reference answer), Holm correction across the gates of a
+# candidate. A relative gate (`max_drop`) with `require_significance` fails only when the drop is past the
+# limit *and* significant. No relative gate passes silently: each reports its **MDE**, the smallest drop
+# the comparison could have detected (80% power); when that is larger than the margin the verdict is
+# **underpowered** (63 general probes resolve an accuracy drop of about 0.12, which is why this gate's
+# margin is 0.15 and why it also gates the more sensitive answer likelihood; `docs/gate-power.md`).
+# Absolute gates (`min`, `max`) judge the candidate's own value. The command writes `report.md`,
+# `report.html` (with plots) and `report.json`, and exits 1 when any gate fails: the line to put in CI.
 
 # %%
 REPORT = WORK / "report"
@@ -332,12 +335,13 @@ pl.DataFrame([{"metric": m, **{name: round(vals.get(m, float("nan")), 3) for nam
 # Each gate's p-value answers the question that gate asks. For `general.accuracy` (relative, with
 # `require_significance`) it is McNemar's test of "no change" on the paired items; for the absolute gates
 # it is the evidence that the true value lies on the wrong side of the limit (small is bad). With
-# `holm: true` they are adjusted for testing four gates at once.
+# `holm: true` they are adjusted for testing five gates at once. `mde` is in the gate's units; `test` names
+# the test each p-value comes from.
 
 # %%
 cand = report.candidates()[0]
 pl.DataFrame([{"gate": g.rule, "verdict": g.verdict, "base": round(g.base_value, 3), "tuned": round(g.cand_value, 3),
-               "p (Holm)": g.p_adjusted, "n": g.n} for g in cand.gates])
+               "p (Holm)": g.p_adjusted, "mde": g.mde, "test": g.test, "n": g.n} for g in cand.gates])
 
 # %%
 print("verdicts:", report.verdicts)
