@@ -84,8 +84,13 @@ def test_sft_lora_loss_goes_down_and_the_trainer_keeps_our_masks_and_counts_long
     data = save(tmp_path / "data", FACTS + [long_row], FACTS[:2])
     job = make_job(tmp_path / "out", base, "sft", data, iters=40, eval_every=10, save_every=20, max_seq_len=64)
     trainer, extra = hb.build_trainer(job)
-    first = trainer.train_dataset[0]
-    assert first["labels"] == hb.assistant_labels(trainer.processing_class, FACTS[0]["messages"])["labels"]
+    # the trainer reads the rows in the plan's order (datakit/train/plan.py), labels as datakit built them
+    plan = json.loads((job.out_dir / "plan.json").read_text())
+    rows = FACTS + [long_row]
+    for k in (0, 1, 17):
+        row = rows[plan["micro_batches"][k // 4][k % 4]]
+        assert trainer.train_dataset[k]["labels"] == hb.assistant_labels(trainer.processing_class, row["messages"])["labels"]
+    assert len(trainer.train_dataset) == 40 * 4 and trainer.args.train_sampling_strategy == "sequential"
     assert extra["truncated_rows"] == 1
     result = hb.run_stage(job)
     train = losses(job, "train_loss")

@@ -17,7 +17,7 @@ from datakit.errors import DatakitError  # noqa: E402
 from datakit.tiny import IM_END, build_llama  # noqa: E402
 from datakit.train.job import StageJob  # noqa: E402
 from datakit.train.mlx_backend import load_model, prepare_stage, run_stage  # noqa: E402
-from datakit.train.mlx_data import encode_chat, iterate_batches, masked_loss  # noqa: E402
+from datakit.train.mlx_data import encode_chat, eval_batches, masked_loss  # noqa: E402
 from datakit.train.recipe import StageSpec  # noqa: E402
 
 QA = [("capital of Korea?", "Seoul."), ("sky color?", "Blue."), ("say hello", "Hello!"), ("sort?", "Stable."),
@@ -90,7 +90,7 @@ def test_sft_loss_goes_down_on_a_memorizable_set_and_the_adapter_loads_in_mlx_lm
     # mlx-lm's loader (plus the saved output rows) reproduces the best validation loss.
     model, _ = load_model(base, result.adapter_dir)
     model.eval()
-    pairs = [masked_loss(model, *b) for b in iterate_batches(prepare_stage(job)[3], 4, 128)]
+    pairs = [masked_loss(model, *b) for b in eval_batches(prepare_stage(job)[3], 4, 128)]
     total = sum(loss.item() * n.item() for loss, n in pairs) / sum(n.item() for _, n in pairs)
     assert total == pytest.approx(result.best_val_loss, rel=1e-3)
 

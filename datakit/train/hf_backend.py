@@ -21,6 +21,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 from datakit.train.job import StageJob, StageResult
+from datakit.train.plan import make_plan
 from datakit.train.recipe import StageSpec
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,26 @@ def _lengths(stage: str, tok: Any, row: dict) -> int:
                for k in ("chosen", "rejected"))
 
 
-def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, int]:
-    """The split as the engine takes it, and how many rows are longer than max_seq_len (TRL cuts them)."""
-    stage = job.stage.stage
+def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, list[int], int]:
+    """The split as the engine takes it, each row's length in tokens, and how many rows are longer than
+    max_seq_len (TRL cuts them). SFT rows left with no assistant token within max_seq_len are dropped here,
+    counted, by the rule the mlx backend uses, so both backends plan over the same rows (TRL would drop them
+    itself, silently, after the plan was made)."""
+    stage, limit = job.stage.stage, job.stage.train.max_seq_len
     if stage == "sft":
         ds = ds.map(lambda r: assistant_labels(tok, r["messages"]), remove_columns=ds.column_names)
     else:
         ds = ds.select_columns(COLUMNS[stage])
     if stage == "dpo":
         ds = _drop_full_prompts(job, tok, ds)
-    long_rows = sum(_lengths(stage, tok, r) > job.stage.train.max_seq_len for r in ds)
-    return ds, long_rows
+    lengths = [_lengths(stage, tok, r) for r in ds]
+    long_rows = sum(n > limit for n in lengths)
+    if stage == "sft":
+        keep = [i for i, r in enumerate(ds) if any(x != -100 for x in r["labels"][1:limit])]
+        if len(keep) < len(ds):
+            job.metrics.write(warning="rows_without_targets", rows=len(ds) - len(keep), max_seq_len=limit, stage=stage)
+            ds, lengths = ds.select(keep), [lengths[i] for i in keep]
+    return ds, lengths, long_rows
 
 
 def _drop_full_prompts(job: StageJob, tok: Any, ds: Any) -> Any:
@@ -194,8 +204,9 @@ def find_checkpoint(folder: Path) -> tuple[Path, int] | None:
 
 # ---- engine -----------------------------------------------------------------------------------
 
-def trainer_args(job: StageJob, has_valid: bool) -> Any:
-    """SFTConfig or DPOConfig: every value comes from the recipe or is a fixed backend choice."""
+def trainer_args(job: StageJob, has_valid: bool, steps: int) -> Any:
+    """SFTConfig or DPOConfig: every value comes from the recipe, the plan (`steps` over rows already in plan
+    order, read sequentially) or is a fixed backend choice."""
     import torch
 
     t, stage = job.stage.train, job.stage.stage
@@ -211,7 +222,8 @@ def trainer_args(job: StageJob, has_valid: bool) -> Any:
         output_dir=str(job.checkpoint_dir), learning_rate=t.lr, lr_scheduler_type=t.schedule,
         warmup_steps=t.warmup,  # transformers 5: a float in [0, 1) is a ratio of total steps
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, max_steps=t.iters or -1, num_train_epochs=t.epochs or 1.0,
+        gradient_accumulation_steps=t.grad_accum, max_steps=steps, num_train_epochs=1.0,
+        train_sampling_strategy="sequential", max_grad_norm=t.max_grad_norm,
         max_length=t.max_seq_len, seed=job.seed, save_strategy="steps", save_steps=t.save_every,
         save_total_limit=t.keep_last, logging_steps=min(10, t.eval_every), report_to="none", disable_tqdm=True,
         use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=cuda,
@@ -241,15 +253,19 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
     if t.packing and stage != "sft":
         raise DatakitError(f"stage {stage}: packing applies to sft only; remove train.packing")
     model, peft_config, tok = load_policy(job)
-    train, long_train = prepare(job, tok, train_raw)
-    valid, long_valid = prepare(job, tok, valid_raw) if valid_raw is not None else (None, 0)
+    train, train_lengths, long_train = prepare(job, tok, train_raw)
+    valid, _, long_valid = prepare(job, tok, valid_raw) if valid_raw is not None else (None, [], 0)
+    # the plan both backends follow: the trainer reads the rows in its order (sequential sampling)
+    plan = make_plan(t, rows=len(train), seed=job.seed, lengths=train_lengths)
+    plan.write(job.out_dir / "plan.json")
+    train = train.select(plan.row_stream)
     callbacks = [MetricsCallback(job.metrics, stage), ProgressCallback(f"training {stage} ({job.base_model.name})")]
     if valid is not None:
         callbacks.append(BestAdapterCallback(job.out_dir / "best-adapter"))
     if t.early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping.patience,
                                                early_stopping_threshold=t.early_stopping.min_delta))
-    args = trainer_args(job, valid is not None)
+    args = trainer_args(job, valid is not None, plan.steps)
     if stage == "dpo":
         from trl import DPOTrainer as Engine
     else:

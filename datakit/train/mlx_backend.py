@@ -30,6 +30,7 @@ from datakit.train.mlx_checkpoint import (
     save_adapter,
     save_checkpoint,
 )
+from datakit.train.plan import make_plan
 from datakit.train.recipe import LoraSpec, TrainSpec
 
 
@@ -97,11 +98,31 @@ def lr_schedule(spec: TrainSpec, steps: int) -> Any:
     return optim.join_schedules([optim.linear_schedule(0.0, spec.lr, warm), main], [warm]) if warm else main
 
 
-def total_steps(spec: TrainSpec, train_rows: int) -> int:
-    """Optimizer steps: `iters`, or epochs over the rows at batch_size * grad_accum rows per step."""
-    if spec.iters is not None:
-        return spec.iters
-    return max(1, math.ceil(spec.epochs * math.ceil(train_rows / (spec.batch_size * spec.grad_accum))))
+class ClippedOptimizer:
+    """An mlx optimizer whose `update` first clips the gradients' global norm (torch's clip_grad_norm_ rule:
+    scale by max_norm / (norm + 1e-6) when above). mlx-lm's train() calls `update` once per optimizer step,
+    after accumulation, where the HF Trainer clips too. Everything else is the wrapped optimizer's."""
+
+    def __init__(self, inner: Any, max_norm: float) -> None:
+        self.inner, self.max_norm = inner, max_norm
+
+    def update(self, model: Any, gradients: Any) -> None:
+        if self.max_norm > 0:
+            import mlx.optimizers as optim
+
+            gradients, _ = optim.clip_grad_norm(gradients, self.max_norm)
+        self.inner.update(model, gradients)
+
+    @property
+    def state(self) -> Any:  # mlx-lm compiles over it; a restored checkpoint assigns it
+        return self.inner.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.inner.state = value
+
+    def __getattr__(self, name: str) -> Any:  # init, learning_rate, ...
+        return getattr(self.inner, name)
 
 
 def load_split(job: StageJob, tokenizer: Any, split: str) -> tuple[list, int]:
@@ -204,10 +225,14 @@ def run_stage(job: StageJob) -> StageResult:
     if spec.early_stopping and not (job.data_dir / "valid.jsonl").exists():
         raise DatakitError(f"{job.data_dir}: early_stopping needs a valid.jsonl split; add a split op or remove it")
     model, config, train_set, valid_set, loss, dropped = prepare_stage(job)
-    steps = total_steps(spec, len(train_set))
-    # bias-corrected like torch's AdamW (mlx's Adam defaults to none, which makes the first steps ~3x larger):
-    # one recipe, one optimizer, on either backend
-    optimizer = optim.Adam(learning_rate=lr_schedule(spec, steps), bias_correction=True)
+    plan = make_plan(spec, rows=len(train_set), seed=job.seed,
+                     lengths=[max(len(f) for f in ex if isinstance(f, list)) for ex in train_set])
+    plan.write(job.out_dir / "plan.json")
+    steps = plan.steps
+    # bias-corrected like torch's AdamW (mlx's Adam defaults to none, which makes the first steps ~3x larger),
+    # clipped at the same global norm as the HF Trainer: one recipe, one optimizer, on either backend
+    optimizer = ClippedOptimizer(optim.Adam(learning_rate=lr_schedule(spec, steps), bias_correction=True),
+                                 spec.max_grad_norm)
     optimizer.init(model.trainable_parameters())
     state = {"step": 0, "best_val_loss": None, "best_step": None, "bad_reports": 0, "train_tokens": 0, "seed": job.seed}
     margin_start = (mlx_dpo.reward_margin(model, train_set, spec.dpo_beta, spec.batch_size, spec.max_seq_len)
@@ -218,14 +243,9 @@ def run_stage(job: StageJob) -> StageResult:
         resumed = state["step"]
         mx.random.seed(job.seed + resumed)  # fresh dropout stream; the data order is replayed exactly below
 
-    # mlx-lm evaluates whole batches only: the largest batch that divides the split scores every row once
-    # (a split smaller than batch_size, such as one held-out document, still validates)
-    n_valid = len(valid_set)
-    eval_batch = max((d for d in range(1, min(spec.batch_size, n_valid) + 1) if n_valid % d == 0), default=1)
-
-    def validate() -> float:
-        value = evaluate(model, valid_set, eval_batch, num_batches=-1, max_seq_length=spec.max_seq_len,
-                         loss=loss, iterate_batches=mlx_data.iterate_batches)
+    def validate() -> float:  # every row once, the last batch partial; mlx-lm weights batches by tokens
+        value = evaluate(model, valid_set, spec.batch_size, num_batches=-1, max_seq_length=spec.max_seq_len,
+                         loss=loss, iterate_batches=mlx_data.eval_batches)
         model.train()
         return value
 
@@ -242,7 +262,7 @@ def run_stage(job: StageJob) -> StageResult:
                             steps_per_eval=last_iter + 1, steps_per_save=last_iter + 1, max_seq_length=spec.max_seq_len,
                             adapter_file=str(job.checkpoint_dir / "last.safetensors"), grad_accumulation_steps=ga)
         job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        batches = partial(mlx_data.iterate_batches, seed=job.seed, skip=state["step"] * ga)
+        batches = mlx_data.plan_batches(train_set, plan, skip=state["step"] * ga, normalize=job.stage.stage != "dpo")
         model.train()
         try:
             train(model, optimizer, train_set, None, args, loss=loss, iterate_batches=batches, training_callback=cb)

@@ -8,13 +8,14 @@ rendering, mapped to tokens by character offsets, and cut after its end-of-turn 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.train.plan import TrainPlan
 
 # An example is a tuple of fields: token-id lists (padded together in a batch) and floats (stacked).
 # cpt/sft: (ids, mask); dpo: (chosen_ids, chosen_mask, rejected_ids, rejected_mask[, ref_c, ref_r]).
@@ -127,31 +128,46 @@ def collate(examples: Sequence[Example], max_len: int) -> tuple:
     return tuple(cols)
 
 
-def iterate_batches(dataset: Sequence[Example], batch_size: int, max_seq_length: int, loop: bool = False,
-                    comm_group: Any = None, *, seed: int = 0, skip: int = 0) -> Iterator[tuple]:
-    """mlx-lm's batching (length-sorted groups, shuffled order, last partial batch dropped) with a
-    seeded order, and `skip` to fast-forward past batches a resumed run already trained on."""
-    if comm_group is not None and comm_group.size() > 1:
-        raise DatakitError("the mlx backend trains in one process; run without mpirun/mlx.launch")
-    if len(dataset) < batch_size:
-        raise ValueError(f"Dataset must have at least batch_size={batch_size} examples but only has {len(dataset)}.")
-    order = sorted(range(len(dataset)), key=lambda i: max(len(f) for f in dataset[i] if isinstance(f, list)))
-    groups = [order[i: i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    if not loop:  # evaluation: one pass, order irrelevant
-        for g in groups:
-            yield collate([dataset[i] for i in g], max_seq_length)
-        return
-    rng = np.random.default_rng(seed)
-    while True:
-        for b in rng.permutation(len(groups)):
-            if skip:
-                skip -= 1
-                continue
-            yield collate([dataset[i] for i in groups[b]], max_seq_length)
+def target_tokens(example: Example) -> int:
+    """Tokens a cpt/sft example trains on (its mask after the first position, which nothing predicts)."""
+    return int(sum(example[1][1:]))
 
 
-def masked_loss(model: Any, tokens: Any, mask: Any) -> tuple[Any, Any]:
-    """Mean cross-entropy over target tokens (mask 1), and their count."""
+def eval_batches(dataset: Sequence[Example], batch_size: int, max_seq_length: int, loop: bool = False,
+                 comm_group: Any = None) -> Iterator[tuple]:
+    """Validation: every row once, in order, the last batch partial (mlx-lm's evaluate weights by tokens)."""
+    for i in range(0, len(dataset), batch_size):
+        yield collate(dataset[i:i + batch_size], max_seq_length)
+
+
+def plan_batches(examples: Sequence[Example], plan: TrainPlan, *, skip: int = 0,
+                 normalize: bool = True) -> Callable[..., Iterator[tuple]]:
+    """mlx-lm's `iterate_batches` argument that feeds the plan's micro-batches in order, from micro-batch `skip`.
+
+    With `normalize`, each batch carries its optimizer step's target-token count divided by grad_accum, so the
+    loss is the mean over the step's target tokens (as Hugging Face normalizes accumulated micro-batches), not a
+    mean of per-micro-batch means."""
+    import mlx.core as mx
+
+    def step_norm(k: int) -> float:
+        step = k // plan.grad_accum
+        tokens = sum(target_tokens(examples[r]) for b in plan.step_batches(step) for r in b)
+        return max(tokens, 1) / plan.grad_accum
+
+    def batches(dataset: Sequence[Example], batch_size: int, max_seq_length: int, loop: bool = False,
+                comm_group: Any = None) -> Iterator[tuple]:  # mlx-lm's signature; the plan decides the rows
+        if comm_group is not None and comm_group.size() > 1:
+            raise DatakitError("the mlx backend trains in one process; run without mpirun/mlx.launch")
+        for k in range(skip, len(plan.micro_batches)):
+            batch = collate([examples[r] for r in plan.micro_batches[k]], max_seq_length)
+            yield (*batch, mx.array(step_norm(k), mx.float32)) if normalize else batch
+
+    return batches
+
+
+def masked_loss(model: Any, tokens: Any, mask: Any, norm: Any = None) -> tuple[Any, Any]:
+    """Cross-entropy over target tokens (mask 1) divided by `norm` (the plan's tokens per micro-batch of this
+    optimizer step), else by the batch's own target tokens; and the target-token count."""
     import mlx.core as mx
     import mlx.nn as nn
 
@@ -159,4 +175,4 @@ def masked_loss(model: Any, tokens: Any, mask: Any) -> tuple[Any, Any]:
     logits = model(tokens[:, :-1])
     ce = nn.losses.cross_entropy(logits, targets) * weights
     ntoks = weights.sum()
-    return ce.astype(mx.float32).sum() / mx.maximum(ntoks, 1), ntoks
+    return ce.astype(mx.float32).sum() / (mx.maximum(ntoks, 1) if norm is None else norm), ntoks

@@ -54,6 +54,10 @@ class TrainSpec(_Spec):
         "the adapter a stage hands on: the best by validation loss, or the last weights (knowledge injection: "
         "held-out facts cannot improve, so the best would be the least trained; validation is then a memorization "
         "watch, FIELD_NOTES 3)"))
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the global gradient norm at this value, on both "
+                                                       "backends (0: no clipping)")
+    group_by_length: bool = Field(False, description="batch rows of similar length together (both backends; "
+                                                     "faster, less random): see datakit/train/plan.py")
     packing: bool = Field(False, description="pack short rows into full sequences (HF backend)")
     dpo_beta: float = Field(0.1, gt=0, description="DPO temperature")
     train_embeddings: bool = Field(False, description=(

@@ -1,0 +1,123 @@
+"""One recipe, two backends, the same model: MLX and Hugging Face start from the same weights (one LoRA init,
+converted), follow the same plan (batches, order, clipping, accumulation, per-token loss), and end with the same
+adapter. Real mlx-lm and real TRL on a tiny Llama."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import chat
+
+pytest.importorskip("mlx_lm")
+
+ROWS = [chat(f"What is fact number {i}?", "Fact " + " ".join(["number"] * (1 + i % 5)) + f" {i} is true.")
+        for i in range(14)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path, Path]:
+    """A tiny base, the same rows exported for both backends, and one LoRA init in both formats."""
+    import datasets
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from datakit.tiny import build_llama
+    from datakit.train.adapters import read_lora, write_mlx_lora
+    from datakit.train.hf_backend import lora_config
+    from datakit.train.mlx_checkpoint import adapter_config
+
+    tmp = tmp_path_factory.mktemp("parity")
+    base = build_llama(tmp / "base", layers=2, hidden=64)
+    (tmp / "mlx-data").mkdir()
+    (tmp / "mlx-data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(tmp / "hf-data"))
+    spec = stage()
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config(spec, 2))
+    with torch.no_grad():  # a nonzero B, so the very first step already moves both A and B
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    peft.save_pretrained(tmp / "init-hf")
+    pairs = read_lora(tmp / "init-hf")
+    keys = sorted({k.split(".", 2)[2] for k in pairs})
+    write_mlx_lora(pairs, tmp / "init-mlx", adapter_config(spec.lora, num_layers=2, keys=keys))
+    return base, tmp / "mlx-data", tmp / "hf-data", tmp / "init-hf", tmp / "init-mlx"
+
+
+def stage(**train):
+    from datakit.train.recipe import StageSpec
+
+    return StageSpec.model_validate({
+        "stage": "sft", "data": "x@1", "lora": {"rank": 4, "alpha": 8, "dropout": 0.0},
+        "train": {"iters": 10, "batch_size": 2, "grad_accum": 2, "lr": 3e-3, "schedule": "constant", "warmup": 0.0,
+                  "max_seq_len": 128, "eval_every": 1, "save_every": 100, **train}})
+
+
+def losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["train_loss"] for r in rows if "train_loss" in r}
+
+
+def test_both_backends_follow_one_plan_and_learn_the_same_adapter(setup, tmp_path):
+    from datakit.train import hf_backend, mlx_backend
+    from datakit.train.adapters import lora_cosine, read_lora
+    from datakit.train.job import StageJob
+    from datakit.train.plan import read_plan
+
+    base, mlx_data, hf_data, init_hf, init_mlx = setup
+    hf = hf_backend.run_stage(StageJob(stage=stage(), base_model=base, data_dir=hf_data, out_dir=tmp_path / "hf",
+                                       adapter_in=init_hf))
+    mlx = mlx_backend.run_stage(StageJob(stage=stage(), base_model=base, data_dir=mlx_data, out_dir=tmp_path / "mlx",
+                                         adapter_in=init_mlx))
+    plan_hf, plan_mlx = read_plan(tmp_path / "hf" / "plan.json"), read_plan(tmp_path / "mlx" / "plan.json")
+    assert plan_hf == plan_mlx and plan_hf.steps == 10 and len(plan_hf.micro_batches) == 20
+    assert sorted(plan_hf.row_stream[:14]) == list(range(14))  # every row once in the first epoch, none dropped
+    lh, lm = losses(tmp_path / "hf"), losses(tmp_path / "mlx")
+    print("step  hf      mlx")
+    for s in sorted(lh):
+        print(f"{s:4d}  {lh[s]:.4f}  {lm.get(s, float('nan')):.4f}")
+    assert sorted(lh) == sorted(lm) == list(range(1, 11))
+    for s in lh:
+        assert lm[s] == pytest.approx(lh[s], rel=2e-3, abs=2e-3), s
+    assert lh[10] < lh[1]  # and it learned something
+    start, a, b = read_lora(init_hf), read_lora(hf.adapter_dir), read_lora(mlx.adapter_dir)
+    moved = lora_cosine(a, b)
+    print(f"cosine of the two adapters' weight updates: {moved:.5f}")
+    assert moved > 0.99 and lora_cosine(start, a) < 0.999  # the same place, and not where they started
+
+
+def test_mlx_clips_the_global_gradient_norm_like_torch_and_hf_is_told_the_same_limit(setup):
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    import torch
+    from mlx.utils import tree_flatten, tree_map
+
+    from datakit.train.hf_backend import trainer_args
+    from datakit.train.job import StageJob
+    from datakit.train.mlx_backend import ClippedOptimizer
+
+    layer = nn.Linear(4, 3)
+    before = {k: np.array(v) for k, v in tree_flatten(layer.parameters())}
+    grads = tree_map(lambda p: mx.full(p.shape, 2.0), layer.parameters())  # global norm 2 * sqrt(15)
+    opt = ClippedOptimizer(optim.SGD(learning_rate=1.0), 1.0)
+    opt.update(layer, grads)
+    step = np.concatenate([(before[k] - np.array(v)).ravel() for k, v in tree_flatten(layer.parameters())])
+    # torch's rule on the same gradients
+    tg = [torch.full(v.shape, 2.0, requires_grad=False) for v in before.values()]
+    ps = [torch.zeros(v.shape, requires_grad=True) for v in before.values()]
+    for p, g in zip(ps, tg):
+        p.grad = g
+    torch.nn.utils.clip_grad_norm_(ps, 1.0)
+    assert np.linalg.norm(step) == pytest.approx(1.0, rel=1e-4)
+    assert np.linalg.norm(step) == pytest.approx(float(torch.cat([p.grad.ravel() for p in ps]).norm()), rel=1e-4)
+    base, _, hf_data, _, _ = setup
+    args = trainer_args(StageJob(stage=stage(max_grad_norm=0.5), base_model=base, data_dir=hf_data,
+                                 out_dir=base.parent / "args"), has_valid=False, steps=10)
+    assert args.max_grad_norm == 0.5 and args.train_sampling_strategy == "sequential" and args.max_steps == 10
