@@ -18,9 +18,9 @@ ROWS = [chat(f"What is fact number {i}?", "Fact " + " ".join(["number"] * (1 + i
         for i in range(14)]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path, Path]:
-    """A tiny base, the same rows exported for both backends, and one LoRA init in both formats."""
+@pytest.fixture(scope="module", params=["lora", "dora-rslora"])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A tiny base, the same rows exported for both backends, and one adapter init in both formats."""
     import datasets
     import torch
     from peft import get_peft_model
@@ -32,11 +32,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, P
     from datakit.train.mlx_checkpoint import adapter_config
 
     tmp = tmp_path_factory.mktemp("parity")
+    method = {"lora": {}, "dora-rslora": {"method": "dora", "rslora": True}}[request.param]
     base = build_llama(tmp / "base", layers=2, hidden=64)
     (tmp / "mlx-data").mkdir()
     (tmp / "mlx-data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(tmp / "hf-data"))
-    spec = stage()
+    spec = stage(**method)
     torch.manual_seed(0)
     peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config(spec, 2))
     with torch.no_grad():  # a nonzero B, so the very first step already moves both A and B
@@ -46,15 +47,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, P
     peft.save_pretrained(tmp / "init-hf")
     pairs = read_lora(tmp / "init-hf")
     keys = sorted({k.split(".", 2)[2] for k in pairs})
-    write_mlx_lora(pairs, tmp / "init-mlx", adapter_config(spec.lora, num_layers=2, keys=keys))
-    return base, tmp / "mlx-data", tmp / "hf-data", tmp / "init-hf", tmp / "init-mlx"
+    write_mlx_lora(pairs, tmp / "init-mlx", adapter_config(spec.lora, num_layers=2, keys=keys, method=spec.method))
+    return base, tmp / "mlx-data", tmp / "hf-data", tmp / "init-hf", tmp / "init-mlx", method
 
 
-def stage(**train):
+def stage(method: str = "lora", rslora: bool = False, **train):
     from datakit.train.recipe import StageSpec
 
     return StageSpec.model_validate({
-        "stage": "sft", "data": "x@1", "lora": {"rank": 4, "alpha": 8, "dropout": 0.0},
+        "stage": "sft", "data": "x@1", "method": method, "lora": {"rank": 4, "alpha": 8, "dropout": 0.0, "rslora": rslora},
         "train": {"iters": 10, "batch_size": 2, "grad_accum": 2, "lr": 3e-3, "schedule": "constant", "warmup": 0.0,
                   "max_seq_len": 128, "eval_every": 1, "save_every": 100, **train}})
 
@@ -70,10 +71,11 @@ def test_both_backends_follow_one_plan_and_learn_the_same_adapter(setup, tmp_pat
     from datakit.train.job import StageJob
     from datakit.train.plan import read_plan
 
-    base, mlx_data, hf_data, init_hf, init_mlx = setup
-    hf = hf_backend.run_stage(StageJob(stage=stage(), base_model=base, data_dir=hf_data, out_dir=tmp_path / "hf",
+    base, mlx_data, hf_data, init_hf, init_mlx, method = setup
+    spec = stage(**method)
+    hf = hf_backend.run_stage(StageJob(stage=spec, base_model=base, data_dir=hf_data, out_dir=tmp_path / "hf",
                                        adapter_in=init_hf))
-    mlx = mlx_backend.run_stage(StageJob(stage=stage(), base_model=base, data_dir=mlx_data, out_dir=tmp_path / "mlx",
+    mlx = mlx_backend.run_stage(StageJob(stage=spec, base_model=base, data_dir=mlx_data, out_dir=tmp_path / "mlx",
                                          adapter_in=init_mlx))
     plan_hf, plan_mlx = read_plan(tmp_path / "hf" / "plan.json"), read_plan(tmp_path / "mlx" / "plan.json")
     assert plan_hf == plan_mlx and plan_hf.steps == 10 and len(plan_hf.micro_batches) == 20
@@ -87,9 +89,10 @@ def test_both_backends_follow_one_plan_and_learn_the_same_adapter(setup, tmp_pat
         assert lm[s] == pytest.approx(lh[s], rel=2e-3, abs=2e-3), s
     assert lh[10] < lh[1]  # and it learned something
     start, a, b = read_lora(init_hf), read_lora(hf.adapter_dir), read_lora(mlx.adapter_dir)
-    moved = lora_cosine(a, b)
-    print(f"cosine of the two adapters' weight updates: {moved:.5f}")
-    assert moved > 0.99 and lora_cosine(start, a) < 0.999  # the same place, and not where they started
+    moved = lora_cosine(a, b, start)
+    print(f"cosine of how far the two adapters moved from their shared start: {moved:.5f}")
+    assert moved > 0.99 and lora_cosine(start, a) < 0.9999  # the same place, and not where they started
+    assert all((p[2] is not None) == (spec.method == "dora") for p in a.values())
 
 
 def test_mlx_clips_the_global_gradient_norm_like_torch_and_hf_is_told_the_same_limit(setup):
@@ -117,7 +120,25 @@ def test_mlx_clips_the_global_gradient_norm_like_torch_and_hf_is_told_the_same_l
     torch.nn.utils.clip_grad_norm_(ps, 1.0)
     assert np.linalg.norm(step) == pytest.approx(1.0, rel=1e-4)
     assert np.linalg.norm(step) == pytest.approx(float(torch.cat([p.grad.ravel() for p in ps]).norm()), rel=1e-4)
-    base, _, hf_data, _, _ = setup
+    base, _, hf_data, *_ = setup
     args = trainer_args(StageJob(stage=stage(max_grad_norm=0.5), base_model=base, data_dir=hf_data,
                                  out_dir=base.parent / "args"), has_valid=False, steps=10)
     assert args.max_grad_norm == 0.5 and args.train_sampling_strategy == "sequential" and args.max_steps == 10
+
+
+def test_a_chained_stage_refuses_an_adapter_of_another_method_on_either_backend(setup):
+    from transformers import AutoModelForCausalLM
+
+    from datakit.errors import DatakitError
+    from datakit.train.hf_backend import check_adapter
+    from datakit.train.job import StageJob
+    from datakit.train.mlx_checkpoint import adapter_config, check_compatible
+
+    base, _, hf_data, init_hf, init_mlx, method = setup
+    other = stage(**({} if method else {"method": "dora", "rslora": True}))  # the opposite of the init's method
+    job = StageJob(stage=other, base_model=base, data_dir=hf_data, out_dir=base.parent / "chain")
+    with pytest.raises(DatakitError, match="use_dora is"):
+        check_adapter(init_hf, AutoModelForCausalLM.from_pretrained(base), job)
+    keys = json.loads((init_mlx / "adapter_config.json").read_text())["lora_parameters"]["keys"]
+    with pytest.raises(DatakitError, match="fine_tune_type"):
+        check_compatible(init_mlx, adapter_config(other.lora, num_layers=2, keys=keys, method=other.method))

@@ -1,8 +1,9 @@
 """LoRA adapters across backends: read a peft or an mlx-lm adapter folder into one canonical form, and write an
 mlx-lm adapter from it, so a run on one backend can be compared with (or continue on) the other.
 
-Canonical form: `{"layers.{i}.{module path}": (A, B)}` in peft's orientation, A (rank x in), B (out x rank);
-mlx-lm stores lora_a = A.T and lora_b = B.T. peft's scaling and mlx-lm's `scale` are both alpha / rank.
+Canonical form: `{"layers.{i}.{module path}": (A, B, m)}` in peft's orientation, A (rank x in), B (out x rank),
+m the DoRA magnitude per output row (None for LoRA); mlx-lm stores lora_a = A.T, lora_b = B.T and m as is.
+peft's scaling and mlx-lm's `scale` are both alpha / rank (alpha / sqrt(rank) with rsLoRA).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import numpy as np
 
 from datakit.errors import DatakitError
 
-_PEFT = re.compile(r"(?:base_model\.model\.)?model\.(layers\.\d+\..+)\.lora_([AB])(?:\.default)?\.weight$")
-_MLX = re.compile(r"model\.(layers\.\d+\..+)\.lora_([ab])$")
+_PEFT = re.compile(r"(?:base_model\.model\.)?model\.(layers\.\d+\..+)\.(lora_A|lora_B|lora_magnitude_vector)"
+                   r"(?:\.default)?(?:\.weight)?$")
+_MLX = re.compile(r"model\.(layers\.\d+\..+)\.(lora_a|lora_b|m)$")
+_PART = {"lora_A": "A", "lora_B": "B", "lora_magnitude_vector": "m", "lora_a": "A", "lora_b": "B", "m": "m"}
+Lora = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
-def read_lora(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_lora(folder: Path) -> dict[str, Lora]:
     """A peft (adapter_model.safetensors) or mlx-lm (adapters.safetensors) adapter as canonical (A, B) pairs."""
     from safetensors.numpy import load_file
 
@@ -33,11 +37,13 @@ def read_lora(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     parts: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         if m := pattern.match(key):
-            parts.setdefault(m[1], {})[m[2].upper()] = value.T if transpose else value
-    missing = [k for k, v in parts.items() if set(v) != {"A", "B"}]
+            part = _PART[m[2]]
+            parts.setdefault(m[1], {})[part] = value.T if transpose and part != "m" else value
+    missing = [k for k, v in parts.items() if not {"A", "B"} <= set(v)]
     if missing or not parts:
         raise DatakitError(f"{folder}: no complete LoRA pairs (A and B) for {missing or 'any module'}")
-    return {k: (v["A"].astype(np.float32), v["B"].astype(np.float32)) for k, v in sorted(parts.items())}
+    f32 = lambda x: None if x is None else x.astype(np.float32)  # noqa: E731
+    return {k: (f32(v["A"]), f32(v["B"]), f32(v.get("m"))) for k, v in sorted(parts.items())}
 
 
 def _load_mlx(path: Path) -> dict[str, np.ndarray]:
@@ -46,24 +52,33 @@ def _load_mlx(path: Path) -> dict[str, np.ndarray]:
     return {k: np.array(v.astype(mx.float32)) for k, v in mx.load(str(path)).items()}
 
 
-def write_mlx_lora(pairs: dict[str, tuple[np.ndarray, np.ndarray]], folder: Path, config: dict) -> Path:
+def write_mlx_lora(pairs: dict[str, Lora], folder: Path, config: dict) -> Path:
     """An mlx-lm adapter folder (adapters.safetensors + adapter_config.json) from canonical pairs."""
     import mlx.core as mx
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
-    for name, (a, b) in pairs.items():
+    for name, (a, b, m) in pairs.items():
         tensors[f"model.{name}.lora_a"] = mx.array(np.ascontiguousarray(a.T))
         tensors[f"model.{name}.lora_b"] = mx.array(np.ascontiguousarray(b.T))
+        if m is not None:
+            tensors[f"model.{name}.m"] = mx.array(m)
     mx.save_safetensors(str(folder / "adapters.safetensors"), tensors)
     (folder / "adapter_config.json").write_text(json.dumps({**config, "extra_weights": []}, indent=2))
     return folder
 
 
-def lora_cosine(a: dict[str, tuple[np.ndarray, np.ndarray]], b: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
-    """Cosine similarity of two adapters' weight updates (B @ A of every module, flattened together)."""
+def lora_cosine(a: dict[str, Lora], b: dict[str, Lora], start: dict[str, Lora] | None = None) -> float:
+    """Cosine similarity of two adapters' weight updates (B @ A of every module, and DoRA magnitudes, flattened
+    together); with `start`, of how far each moved from it."""
     if set(a) != set(b):
         raise DatakitError(f"the adapters adapt different modules: {sorted(set(a) ^ set(b))[:5]}")
-    x = np.concatenate([(a[k][1] @ a[k][0]).ravel() for k in a])
-    y = np.concatenate([(b[k][1] @ b[k][0]).ravel() for k in a])
+
+    def flat(x: dict[str, Lora]) -> np.ndarray:
+        return np.concatenate([np.concatenate([(x[k][1] @ x[k][0]).ravel(), x[k][2] if x[k][2] is not None else []])
+                               for k in a])
+
+    x, y = flat(a), flat(b)
+    if start is not None:
+        x, y = x - flat(start), y - flat(start)
     return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))

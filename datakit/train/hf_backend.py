@@ -134,6 +134,7 @@ def lora_config(spec: StageSpec, num_layers: int) -> Any:
         layers = list(range(num_layers - lora.num_layers, num_layers))
     return LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
                       layers_to_transform=layers, task_type="CAUSAL_LM", bias="none",
+                      use_dora=spec.method == "dora", use_rslora=lora.rslora,
                       modules_to_save=["embed_tokens", "lm_head"] if spec.train.train_embeddings else None)
 
 
@@ -149,6 +150,13 @@ def check_adapter(adapter: Path, model: Any, job: StageJob) -> None:
     where = f"adapter {adapter}"
     if cfg.get("peft_type") != "LORA":
         raise DatakitError(f"{where}: peft_type is {cfg.get('peft_type')!r}, only LORA adapters continue here")
+    if bool(cfg.get("use_dora")) != (job.stage.method == "dora"):
+        raise DatakitError(f"{where}: use_dora is {bool(cfg.get('use_dora'))} but the stage's method is "
+                           f"{job.stage.method}; set method to {'dora' if cfg.get('use_dora') else 'lora'} or start "
+                           "a fresh adapter")
+    if bool(cfg.get("use_rslora")) != job.stage.lora.rslora:
+        raise DatakitError(f"{where}: use_rslora is {bool(cfg.get('use_rslora'))} but lora.rslora is "
+                           f"{job.stage.lora.rslora}; match them or start a fresh adapter")
     if cfg.get("r") != job.stage.lora.rank:
         raise DatakitError(f"{where}: rank r={cfg.get('r')} but stage {job.stage.stage} asks lora.rank="
                            f"{job.stage.lora.rank}; set lora.rank: {cfg.get('r')} or start a fresh adapter")

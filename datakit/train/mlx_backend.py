@@ -43,8 +43,8 @@ def _import_mlx() -> None:
                            "(on Linux: pip install 'mlx[cpu]' mlx-lm)") from None
 
 
-def attach_lora(model: Any, lora: LoraSpec, train_embeddings: bool) -> dict:
-    """Freeze the base, add LoRA layers as the spec says; returns mlx-lm's adapter config."""
+def attach_lora(model: Any, lora: LoraSpec, train_embeddings: bool, method: str = "lora") -> dict:
+    """Freeze the base, add LoRA (or DoRA) layers as the spec says; returns mlx-lm's adapter config."""
     import mlx.nn as nn
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
@@ -62,9 +62,9 @@ def attach_lora(model: Any, lora: LoraSpec, train_embeddings: bool) -> dict:
     if lora.qlora and not any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules()):
         raise DatakitError("lora.qlora: the base model is not quantized; on mlx give a quantized folder "
                            "(mlx_lm.convert --hf-path BASE -q) or set qlora: false")
-    config = adapter_config(lora, num_layers=lora.num_layers or n_layers, keys=keys)
+    config = adapter_config(lora, num_layers=lora.num_layers or n_layers, keys=keys, method=method)
     model.freeze()
-    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
+    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"], use_dora=method == "dora")
     if train_embeddings:
         mods = [m for name, m in model.named_modules() if name.endswith("embed_tokens") or name == "lm_head"]
         if not mods:
@@ -194,7 +194,7 @@ def prepare_stage(job: StageJob) -> tuple:
     spec = job.stage.train
     mx.random.seed(job.seed)  # LoRA init, dropout
     model, tokenizer = mlx_lm.load(str(job.base_model))
-    config = attach_lora(model, job.stage.lora, spec.train_embeddings)
+    config = attach_lora(model, job.stage.lora, spec.train_embeddings, job.stage.method)
     config["datakit"] = {"stage": job.stage.model_dump(), "base_model": str(job.base_model), "seed": job.seed,
                          "adapter_in": str(job.adapter_in) if job.adapter_in else None}
     if job.adapter_in is not None:

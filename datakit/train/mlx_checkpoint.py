@@ -19,13 +19,18 @@ from datakit.errors import DatakitError
 from datakit.train.recipe import LoraSpec
 
 EXTRA_FILE = "embeddings.safetensors"  # full embedding / lm_head rows (train_embeddings); not LoRA tensors
-_LORA_LEAVES = ("lora_a", "lora_b")
+_LORA_LEAVES = ("lora_a", "lora_b", "m")  # m: DoRA's magnitude, saved with the LoRA tensors as mlx-lm expects
 
 
-def adapter_config(lora: LoraSpec, *, num_layers: int, keys: list[str]) -> dict:
-    """mlx-lm's adapter_config.json keys; its `scale` is alpha / rank."""
-    return {"fine_tune_type": "lora", "num_layers": num_layers,
-            "lora_parameters": {"rank": lora.rank, "scale": lora.alpha / lora.rank, "dropout": lora.dropout,
+def lora_scale(lora: LoraSpec) -> float:
+    """alpha / rank, or alpha / sqrt(rank) with rslora (peft's use_rslora)."""
+    return lora.alpha / (lora.rank ** 0.5 if lora.rslora else lora.rank)
+
+
+def adapter_config(lora: LoraSpec, *, num_layers: int, keys: list[str], method: str = "lora") -> dict:
+    """mlx-lm's adapter_config.json keys (fine_tune_type lora or dora; `scale` as lora_scale)."""
+    return {"fine_tune_type": method, "num_layers": num_layers,
+            "lora_parameters": {"rank": lora.rank, "scale": lora_scale(lora), "dropout": lora.dropout,
                                 "keys": keys}}
 
 
@@ -88,8 +93,9 @@ def check_compatible(adapter_dir: Path, config: dict) -> list[str]:
     theirs = json.loads(path.read_text())
     tl, ol = theirs.get("lora_parameters") or {}, config["lora_parameters"]
     problems = []
-    if theirs.get("fine_tune_type", "lora") != "lora":
-        problems.append(f"fine_tune_type {theirs.get('fine_tune_type')!r} (this backend trains 'lora')")
+    if theirs.get("fine_tune_type", "lora") != config.get("fine_tune_type", "lora"):
+        problems.append(f"fine_tune_type: adapter has {theirs.get('fine_tune_type')!r}, this stage has "
+                        f"{config.get('fine_tune_type', 'lora')!r} (method)")
     for label, a, b in [("rank", tl.get("rank"), ol["rank"]), ("num_layers", theirs.get("num_layers"), config["num_layers"]),
                         ("scale (alpha / rank)", tl.get("scale"), ol["scale"]),
                         ("keys", sorted(tl.get("keys") or []), sorted(ol["keys"]))]:

@@ -30,6 +30,8 @@ class LoraSpec(_Spec):
                                       description="projection names; FIELD_NOTES 4: all attention and MLP projections")
     num_layers: int | None = Field(None, ge=1, description="adapt only the last N decoder layers; omit for all")
     qlora: bool = Field(False, description="4-bit base weights (HF needs bitsandbytes and a GPU; MLX a quantized model)")
+    rslora: bool = Field(False, description="rank-stabilized scaling alpha / sqrt(rank) instead of alpha / rank "
+                                            "(both backends)")
 
 
 class EarlyStopping(_Spec):
@@ -75,6 +77,8 @@ class TrainSpec(_Spec):
 class StageSpec(_Spec):
     stage: Literal["cpt", "sft", "dpo"]
     data: str = Field(description="registry ref (name@v2) or a mixture YAML path")
+    method: Literal["lora", "dora"] = Field("lora", description="adapter type: LoRA, or DoRA (a learned magnitude "
+                                                                "per output row; peft use_dora, mlx-lm dora)")
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec
     resume_adapter: str | None = Field(None, description=(
