@@ -116,3 +116,26 @@ def test_every_example_recipe_runs_in_a_tiny_variant(recipe_file, cli, reg, tmp_
     results = json.loads(p.stdout)["results"]
     assert [r["stage"] for r in results] == [s["stage"] for s in src["stages"]]
     assert all(Path(r["adapter"]).is_dir() for r in results)
+
+
+@pytest.mark.parametrize("backend", ["hf", "mlx"])
+def test_a_full_cpt_stage_hands_its_model_folder_to_a_lora_sft_stage(cli, reg, tmp_path, tiny, external, backend):
+    docs = [{"text": json.loads(x)["text"][:300]} for x in (external / "c4_demo.jsonl").read_text().splitlines()[:12]]
+    cpt = split_version(reg, write_jsonl(tmp_path / "c4.jsonl", docs), "c4", "cpt")
+    sft = split_version(reg, external / "identity.json", "idn", "sft")
+    stages = [{"stage": "cpt", "data": cpt, "method": "full", "train": TRAIN},
+              {"stage": "sft", "data": sft, "lora": {"rank": 4, "alpha": 8}, "train": TRAIN}]
+    p = cli("train", str(recipe(tmp_path, tiny, backend, stages)), "--json", check_json=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    plan = p.json["plan"]["stages"]
+    run_dir = Path(p.json["plan"]["run_dir"])
+    model = run_dir / "1-cpt" / "model"
+    assert plan[0]["base_model"] == str(tiny) and plan[1]["base_model"] == str(model) and plan[1]["adapter_in"] is None
+    assert (model / "config.json").is_file() and (model / "tokenizer.json").is_file()
+    adapter = run_dir / "2-sft" / "adapter"
+    assert (adapter / ("adapter_config.json")).is_file()
+    assert json.loads((run_dir / "2-sft" / "result.json").read_text())["stop_check"]["prompts"] > 0
+    # a full stage cannot follow an adapter stage: refused at plan time, with the fix
+    lora_then_full = [{**stages[0], "method": "lora"}, {**stages[1], "method": "full"}]
+    bad = cli("train", str(recipe(tmp_path, tiny, backend, lora_then_full)), "--dry-run")
+    assert bad.returncode == 2 and "method full after the adapter stage" in bad.stderr

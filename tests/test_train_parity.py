@@ -142,3 +142,41 @@ def test_a_chained_stage_refuses_an_adapter_of_another_method_on_either_backend(
     keys = json.loads((init_mlx / "adapter_config.json").read_text())["lora_parameters"]["keys"]
     with pytest.raises(DatakitError, match="fine_tune_type"):
         check_compatible(init_mlx, adapter_config(other.lora, num_layers=2, keys=keys, method=other.method))
+
+
+def test_full_fine_tuning_agrees_across_backends_and_writes_a_model_both_load(tmp_path):
+    """method: full trains every weight; each backend writes model/ (weights, config, tokenizer) that
+    transformers loads, and the two end in the same place."""
+    import datasets
+    from safetensors.numpy import load_file
+    from transformers import AutoModelForCausalLM
+
+    from datakit.tiny import build_llama
+    from datakit.train import hf_backend, mlx_backend
+    from datakit.train.job import StageJob
+
+    base = build_llama(tmp_path / "base", layers=2, hidden=64)
+    (tmp_path / "mlx-data").mkdir()
+    (tmp_path / "mlx-data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(tmp_path / "hf-data"))
+    spec = stage(method="full", iters=6, lr=1e-3)
+    hf = hf_backend.run_stage(StageJob(stage=spec, base_model=base, data_dir=tmp_path / "hf-data", out_dir=tmp_path / "hf"))
+    mlx = mlx_backend.run_stage(StageJob(stage=spec, base_model=base, data_dir=tmp_path / "mlx-data",
+                                         out_dir=tmp_path / "mlx"))
+    assert hf.adapter_dir.name == mlx.adapter_dir.name == "model"
+    lh, lm = losses(tmp_path / "hf"), losses(tmp_path / "mlx")
+    print("full:", [(s, round(lh[s], 4), round(lm[s], 4)) for s in sorted(lh)])
+    assert sorted(lh) == sorted(lm) == list(range(1, 7))
+    assert all(lm[s] == pytest.approx(lh[s], rel=5e-3, abs=5e-3) for s in lh)
+    w0 = load_file(str(base / "model.safetensors"))
+    wh, wm = load_file(str(hf.adapter_dir / "model.safetensors")), load_file(str(mlx.adapter_dir / "model.safetensors"))
+    shared = sorted(set(w0) & set(wh) & set(wm))
+    assert len(shared) == len(w0)
+    dh = np.concatenate([(wh[k].astype(np.float32) - w0[k]).ravel() for k in shared])
+    dm = np.concatenate([(wm[k].astype(np.float32) - w0[k]).ravel() for k in shared])
+    cos = float(dh @ dm / (np.linalg.norm(dh) * np.linalg.norm(dm)))
+    print(f"cosine of the two full updates: {cos:.5f}")
+    assert cos > 0.99 and np.linalg.norm(dh) > 0
+    for folder in (hf.adapter_dir, mlx.adapter_dir):  # both are model folders transformers loads
+        m = AutoModelForCausalLM.from_pretrained(folder)
+        assert (folder / "tokenizer.json").is_file() and m.config.num_hidden_layers == 2

@@ -181,6 +181,10 @@ def load_policy(job: StageJob) -> tuple[Any, Any, Any]:
     tok = AutoTokenizer.from_pretrained(str(job.base_model), trust_remote_code=remote)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(job.base_model), dtype=dtype, trust_remote_code=remote)
+    if job.stage.method == "full":
+        if job.adapter_in is not None:
+            raise DatakitError(f"a full fine-tuning stage starts from a model folder, not the adapter {job.adapter_in}")
+        return model, None, tok  # no peft config: TRL trains every weight
     if job.adapter_in is None:
         return model, lora_config(job.stage, model.config.num_hidden_layers), tok
     from peft import PeftModel

@@ -71,9 +71,13 @@ class BestAdapterCallback(TrainerCallback):
 
 
 def save_adapter(model: Any, folder: Path) -> None:
-    """Only the trained adapter: DPO adds a frozen "ref" copy when it continues a PeftModel."""
+    """Only the trained adapter (DPO adds a frozen "ref" copy when it continues a PeftModel); a fully fine-tuned
+    model saves whole, as a folder `from_pretrained` loads."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder), selected_adapters=["default"])
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(folder), selected_adapters=["default"])
+    else:
+        model.save_pretrained(str(folder))
 
 
 class ProgressCallback(TrainerCallback):

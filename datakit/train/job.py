@@ -52,7 +52,8 @@ class StageJob:
 
     @property
     def adapter_dir(self) -> Path:
-        return self.out_dir / "adapter"
+        """The stage's trained weights: adapter/ (lora, dora), or model/ (method full: a whole model folder)."""
+        return self.out_dir / ("model" if self.stage.method == "full" else "adapter")
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -29,6 +29,7 @@ from datakit.train.mlx_checkpoint import (
     restore_checkpoint,
     save_adapter,
     save_checkpoint,
+    save_full_model,
 )
 from datakit.train.plan import make_plan
 from datakit.train.recipe import LoraSpec, TrainSpec
@@ -194,7 +195,13 @@ def prepare_stage(job: StageJob) -> tuple:
     spec = job.stage.train
     mx.random.seed(job.seed)  # LoRA init, dropout
     model, tokenizer = mlx_lm.load(str(job.base_model))
-    config = attach_lora(model, job.stage.lora, spec.train_embeddings, job.stage.method)
+    if job.stage.method == "full":
+        if job.adapter_in is not None:
+            raise DatakitError(f"a full fine-tuning stage starts from a model folder, not the adapter {job.adapter_in}")
+        model.unfreeze()  # every weight trains
+        config = {"fine_tune_type": "full"}
+    else:
+        config = attach_lora(model, job.stage.lora, spec.train_embeddings, job.stage.method)
     config["datakit"] = {"stage": job.stage.model_dump(), "base_model": str(job.base_model), "seed": job.seed,
                          "adapter_in": str(job.adapter_in) if job.adapter_in else None}
     if job.adapter_in is not None:
@@ -280,7 +287,12 @@ def _finish(job: StageJob, model: Any, config: dict, state: dict, train_set: lis
     best = job.checkpoint_dir / "best"
     tmp = job.out_dir / f".adapter.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    if spec.final_adapter == "best" and state["best_step"] is not None and (best / "adapters.safetensors").exists():
+    use_best = spec.final_adapter == "best" and state["best_step"] is not None and (best / "adapters.safetensors").exists()
+    if config.get("fine_tune_type") == "full":
+        if use_best:
+            load_weights_checked(model, best)
+        save_full_model(tmp, model, job.base_model)
+    elif use_best:
         shutil.copytree(best, tmp)
     else:
         save_adapter(tmp, model, config)

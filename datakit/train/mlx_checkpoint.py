@@ -39,6 +39,8 @@ def _weights(model: Any, config: dict) -> tuple[dict, dict]:
     from mlx.utils import tree_flatten
 
     trainable = dict(tree_flatten(model.trainable_parameters()))
+    if config.get("fine_tune_type") == "full":  # every weight, in the one file checkpoints restore from
+        return trainable, {}
     lora = {k: v for k, v in trainable.items() if k.rsplit(".", 1)[-1] in _LORA_LEAVES}
     names = (set(trainable) - set(lora)) | set(config.get("extra_weights", []))
     params = dict(tree_flatten(model.parameters())) if names else {}
@@ -59,6 +61,22 @@ def save_adapter(folder: Path, model: Any, config: dict) -> None:
     (tmp / "adapter_config.json").write_text(json.dumps({**config, "extra_weights": sorted(extra)}, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "chat_template.jinja", "tokenizer.model")
+
+
+def save_full_model(folder: Path, model: Any, base_model: Path) -> None:
+    """A fully fine-tuned model as a model folder (weights, config and tokenizer from the base) that mlx-lm and
+    transformers both load."""
+    from mlx_lm.utils import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder, model)
+    for name in MODEL_FILES:
+        if (base_model / name).is_file():
+            shutil.copy2(base_model / name, folder / name)
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, model: Any, optimizer: Any, config: dict, state: dict,

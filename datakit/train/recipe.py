@@ -77,12 +77,20 @@ class TrainSpec(_Spec):
 class StageSpec(_Spec):
     stage: Literal["cpt", "sft", "dpo"]
     data: str = Field(description="registry ref (name@v2) or a mixture YAML path")
-    method: Literal["lora", "dora"] = Field("lora", description="adapter type: LoRA, or DoRA (a learned magnitude "
-                                                                "per output row; peft use_dora, mlx-lm dora)")
+    method: Literal["lora", "dora", "full"] = Field("lora", description=(
+        "lora; dora (a learned magnitude per output row; peft use_dora, mlx-lm dora); or full fine-tuning of every "
+        "weight, which writes a whole model folder (model/) that the next stage starts from"))
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec
     resume_adapter: str | None = Field(None, description=(
         "adapter folder to start from; omitted: the previous stage's adapter (none for the first stage)"))
+
+    @model_validator(mode="after")
+    def _method(self) -> StageSpec:
+        if self.method == "full" and (self.lora.qlora or self.resume_adapter):
+            raise ValueError("method: full trains every weight of a model: it takes no lora.qlora and no "
+                             "resume_adapter (start it from a model folder: base_model, or a previous full stage)")
+        return self
 
 
 class RecipeSpec(_Spec):

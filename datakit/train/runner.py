@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from datakit import __version__
 from datakit.errors import DatakitError
@@ -42,6 +42,8 @@ class StagePlan(BaseModel):
     rows: dict[str, int]
     dir: str
     adapter_in: str | None
+    base_model: str = Field("", description="the model folder this stage trains: the recipe's base_model, or the "
+                                            "model/ a previous full fine-tuning stage wrote")
 
 
 class RunPlan(BaseModel):
@@ -88,7 +90,7 @@ def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | N
     base = Path(recipe.base_model).expanduser()
     if not base.is_dir():
         problems.append(f"base_model {recipe.base_model}: no such folder (hub ids must be in the local cache as a folder path)")
-    stages, prev_dir = [], None
+    stages, prev_dir, prev_method, stage_base = [], None, None, base
     rid = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(recipe.output_dir) / recipe.name / rid
     for i, st in enumerate(recipe.stages):
@@ -106,12 +108,18 @@ def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | N
         if rows["train"] < st.train.batch_size:
             problems.append(f"stages.{i}: {m.ref} has {rows['train']} training rows, fewer than batch_size={st.train.batch_size}")
         stage_dir = run_dir / f"{i + 1}-{st.stage}"
-        adapter_in = st.resume_adapter or (str(prev_dir / "adapter") if prev_dir else None)
+        chained = prev_dir is not None and prev_method != "full"  # a full stage hands on a model, not an adapter
+        adapter_in = st.resume_adapter or (str(prev_dir / "adapter") if chained else None)
+        if st.method == "full" and adapter_in:
+            problems.append(f"stages.{i}: method full after the adapter stage {i}: a full stage starts from a model "
+                            "folder; put full stages first, or train this one as lora/dora")
         if st.resume_adapter and not Path(st.resume_adapter).is_dir():
             problems.append(f"stages.{i}.resume_adapter {st.resume_adapter}: no such adapter folder")
         stages.append(StagePlan(index=i, stage=st.stage, data_ref=m.ref, data_hash=m.content_hash, kind=m.kind,
-                                rows=rows, dir=str(stage_dir), adapter_in=adapter_in))
-        prev_dir = stage_dir
+                                rows=rows, dir=str(stage_dir), adapter_in=adapter_in, base_model=str(stage_base)))
+        if st.method == "full":
+            stage_base = stage_dir / "model"
+        prev_dir, prev_method = stage_dir, st.method
     return RunPlan(recipe=recipe, run_dir=str(run_dir), base_model=str(base), stages=stages, problems=problems)
 
 
@@ -164,8 +172,8 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         stage_dir = Path(sp.dir)
         data_dir = stage_dir / "data"
         export_training(reg, sp.data_ref, recipe.backend, data_dir)
-        _preflight(Path(p.base_model), sp, st, recipe.backend, reg, stage_dir)
-        job = StageJob(stage=st, base_model=Path(p.base_model), data_dir=data_dir, out_dir=stage_dir,
+        _preflight(Path(sp.base_model), sp, st, recipe.backend, reg, stage_dir)
+        job = StageJob(stage=st, base_model=Path(sp.base_model), data_dir=data_dir, out_dir=stage_dir,
                        adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed)
         if launcher:
             res = _launch(launcher, job, stage_dir)
@@ -176,7 +184,8 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
                    "best_val_loss": res.best_val_loss, "best_step": res.best_step, "stopped_early": res.stopped_early,
                    "resumed_from_step": res.resumed_from_step, "tokens_per_s": res.tokens_per_s, **res.extra}
         if sp.stage != "cpt":  # does the tuned model stop on its end-of-turn token?
-            summary["stop_check"] = _stop_check(recipe.backend, Path(p.base_model), res.adapter_dir, data_dir, stage_dir)
+            model, adapter = (res.adapter_dir, None) if st.method == "full" else (Path(sp.base_model), res.adapter_dir)
+            summary["stop_check"] = _stop_check(recipe.backend, model, adapter, data_dir, stage_dir)
         (stage_dir / "result.json").write_text(json.dumps(summary, indent=2, default=str))
         results.append(summary)
     return p, results
@@ -216,7 +225,7 @@ def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Regi
         raise DatakitError(f"preflight failed for stage {sp.index + 1} ({sp.stage}):\n{pf.format_report(report)}")
 
 
-def _stop_check(backend: str, base: Path, adapter: Path, data_dir: Path, stage_dir: Path) -> dict[str, Any]:
+def _stop_check(backend: str, base: Path, adapter: Path | None, data_dir: Path, stage_dir: Path) -> dict[str, Any]:
     from datakit.train import stopcheck
 
     rows = _export_rows(backend, data_dir)

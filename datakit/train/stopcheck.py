@@ -49,13 +49,14 @@ def _prompts(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, Any]]]:
     return out
 
 
-def check_hf(base: Path, adapter: Path, rows: list[dict[str, Any]], *, n: int = 4, max_new_tokens: int = 48) -> StopReport:
+def check_hf(base: Path, adapter: Path | None, rows: list[dict[str, Any]], *, n: int = 4, max_new_tokens: int = 48) -> StopReport:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model = (PeftModel.from_pretrained(model, adapter) if adapter is not None else model).eval()
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos])
     examples = []
@@ -70,11 +71,11 @@ def check_hf(base: Path, adapter: Path, rows: list[dict[str, Any]], *, n: int = 
                       stop_token=end_of_turn(tok), examples=examples)
 
 
-def check_mlx(base: Path, adapter: Path, rows: list[dict[str, Any]], *, n: int = 4, max_new_tokens: int = 48) -> StopReport:
+def check_mlx(base: Path, adapter: Path | None, rows: list[dict[str, Any]], *, n: int = 4, max_new_tokens: int = 48) -> StopReport:
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    model, tok = load(str(base), adapter_path=str(adapter))
+    model, tok = load(str(base), adapter_path=str(adapter) if adapter is not None else None)
     examples = []
     for msgs in _prompts(rows, n):
         prompt = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
@@ -87,5 +88,5 @@ def check_mlx(base: Path, adapter: Path, rows: list[dict[str, Any]], *, n: int =
                       stop_token=end_of_turn(tok), examples=examples)
 
 
-def check(backend: str, base: Path, adapter: Path, rows: list[dict[str, Any]], **kw: Any) -> StopReport:
+def check(backend: str, base: Path, adapter: Path | None, rows: list[dict[str, Any]], **kw: Any) -> StopReport:
     return (check_mlx if backend == "mlx" else check_hf)(base, adapter, rows, **kw)
