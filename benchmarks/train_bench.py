@@ -1,10 +1,11 @@
-"""LoRA SFT throughput: the same tiny model, data and LoRA settings on the mlx and hf backends.
+"""LoRA SFT throughput: the same tiny model, data, LoRA init and training plan on the mlx and hf backends.
 
-    python benchmarks/train_bench.py [--iters 40] [--out benchmarks/results/train_bench.json]
+    python benchmarks/train_bench.py [--iters 40] [--rounds 3] [--out benchmarks/results/train_bench.json]
 
-Each backend runs `run_stage` in its own process (peak memory is its own). Tokens/s counts the
-chat-template tokens of the rows trained on (batch_size x iters rows, cycling through the set)
-over the training wall time, so both backends are measured against the same token count.
+Each backend runs `run_stage` in its own process (peak memory is its own), both from one LoRA init (made by peft,
+converted for mlx-lm) and on one plan (datakit/train/plan.py), so their loss curves should coincide and
+tokens/s compares engines on identical work. Tokens/s counts the chat-template tokens of the rows the plan
+trains on over the training wall time. Rounds alternate the backends' order; the median round is reported.
 """
 
 from __future__ import annotations
@@ -53,47 +54,85 @@ def prepare(work: Path, n_rows: int) -> None:
                           "valid": datasets.Dataset.from_list(rows[n_rows - 32:])}).save_to_disk(str(work / "hf"))
 
 
-def trained_tokens(work: Path, iters: int) -> int:
+def init_adapters(work: Path) -> None:
+    """One LoRA init for both backends: peft's (with a small nonzero B), converted to mlx-lm's format."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from datakit.train.adapters import read_lora, write_mlx_lora
+    from datakit.train.hf_backend import lora_config
+    from datakit.train.mlx_checkpoint import adapter_config
+
+    stage = stage_spec(1)
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(work / "model"), lora_config(stage, MODEL["layers"]))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+    peft.save_pretrained(work / "init-hf")
+    pairs = read_lora(work / "init-hf")
+    keys = sorted({k.split(".", 2)[2] for k in pairs})
+    write_mlx_lora(pairs, work / "init-mlx", adapter_config(stage.lora, num_layers=MODEL["layers"], keys=keys))
+
+
+def stage_spec(iters: int):
+    from datakit.train.recipe import StageSpec
+
+    return StageSpec.model_validate({"stage": "sft", "data": "bench", "lora": LORA, "train": {**TRAIN, "iters": iters}})
+
+
+def trained_tokens(work: Path, plan_file: Path) -> int:
+    """Chat-template tokens (up to max_seq_len) of every row the plan trained on."""
     from transformers import AutoTokenizer
+
+    from datakit.train.plan import read_plan
 
     tok = AutoTokenizer.from_pretrained(work / "model")
     rows = [json.loads(x) for x in (work / "mlx" / "train.jsonl").read_text().splitlines()]
     lengths = [min(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False)), TRAIN["max_seq_len"])
                for r in rows]
-    n = TRAIN["batch_size"] * iters
-    return sum(lengths[i % len(lengths)] for i in range(n))
+    return sum(lengths[i] for i in read_plan(plan_file).row_stream)
 
 
 def child(backend: str, work: Path, iters: int) -> None:
     import importlib
 
     from datakit.train.job import StageJob
-    from datakit.train.recipe import StageSpec
+
+    import shutil
 
     mod = importlib.import_module(f"datakit.train.{backend}_backend")
-    stage = StageSpec.model_validate({"stage": "sft", "data": "bench", "lora": LORA, "train": {**TRAIN, "iters": iters}})
-    job = StageJob(stage=stage, base_model=work / "model", data_dir=work / backend, out_dir=work / f"run-{backend}", seed=0)
+    out = work / f"run-{backend}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run each round, never a resume
+    job = StageJob(stage=stage_spec(iters), base_model=work / "model", data_dir=work / backend, out_dir=out, seed=0,
+                   adapter_in=work / f"init-{backend}")
     t = time.perf_counter()
     res = mod.run_stage(job)
     secs = time.perf_counter() - t
-    losses = [r["train_loss"] for r in job.metrics.rows() if r.get("train_loss") is not None]
-    print(json.dumps({"seconds": secs, "steps": res.steps, "peak_rss_mb": peak_rss_mb(),
-                      "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}))
+    curve = [[r["step"], round(r["train_loss"], 4)] for r in job.metrics.rows() if r.get("train_loss") is not None]
+    print(json.dumps({"seconds": secs, "steps": res.steps, "peak_rss_mb": peak_rss_mb(), "loss_curve": curve}))
 
 
-def measure(backend: str, work: Path, iters: int, tokens: int) -> dict:
+def measure(backend: str, work: Path, iters: int) -> dict:
     res = run_child(__file__, backend, "--work", str(work), "--iters", str(iters))
-    res["tokens"] = tokens
-    res["tokens_per_s"] = round(tokens / res["seconds"])
+    res["tokens"] = trained_tokens(work, work / f"run-{backend}" / "plan.json")
+    res["tokens_per_s"] = round(res["tokens"] / res["seconds"])
     res["seconds"] = round(res["seconds"], 2)
     res["peak_rss_mb"] = round(res["peak_rss_mb"])
     return res
+
+
+def median_round(rounds: list[dict]) -> dict:
+    return sorted(rounds, key=lambda r: r["tokens_per_s"])[len(rounds) // 2]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--rows", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_bench.json")
     ap.add_argument("--child")
     ap.add_argument("--work", type=Path)
@@ -104,11 +143,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare(work, a.rows)
-        tokens = trained_tokens(work, a.iters)
+        init_adapters(work)
+        runs: dict[str, list[dict]] = {"mlx": [], "hf": []}
+        for r in range(a.rounds):  # alternate who goes first
+            for backend in (("mlx", "hf") if r % 2 == 0 else ("hf", "mlx")):
+                runs[backend].append(measure(backend, work, a.iters))
+        mlx, hf = median_round(runs["mlx"]), median_round(runs["hf"])
+        hf_at = dict(map(tuple, hf["loss_curve"]))
+        gaps = [abs(loss - hf_at[step]) for step, loss in mlx["loss_curve"] if step in hf_at]
+        gap = max(gaps) if gaps else None
         result = {
-            "benchmark": "LoRA SFT steps on a tiny Llama (CPU)", "model": MODEL, "train": {**TRAIN, "iters": a.iters},
-            "lora": LORA, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "mlx": measure("mlx", work, a.iters, tokens), "hf": measure("hf", work, a.iters, tokens),
+            "benchmark": "LoRA SFT steps on a tiny Llama (CPU), one plan and one LoRA init for both backends",
+            "model": MODEL, "train": {**TRAIN, "iters": a.iters}, "lora": LORA, "rounds": a.rounds,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "mlx": mlx, "hf": hf, "tokens_per_s_all_rounds": {b: [x["tokens_per_s"] for x in v] for b, v in runs.items()},
+            "loss_curves_max_abs_diff": None if gap is None else round(gap, 4),
         }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")

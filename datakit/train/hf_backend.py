@@ -336,7 +336,8 @@ def run_stage(job: StageJob) -> StageResult:
         stopped_early=_early_stopped(trainer),
         resumed_from_step=resume[1] if resume else None, train_tokens=tokens,
         tokens_per_s=round((tokens - before) / runtime, 1) if runtime and steps_this_run > 0 else None,
-        extra={**extra, "world_size": trainer.args.world_size, "train_loss_mean": out.training_loss},
+        extra={**extra, "world_size": trainer.args.world_size, "fsdp": bool(trainer.is_fsdp_enabled),
+               "train_loss_mean": out.training_loss},
     )
 
 
