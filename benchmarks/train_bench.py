@@ -56,25 +56,9 @@ def prepare(work: Path, n_rows: int) -> None:
 
 def init_adapters(work: Path) -> None:
     """One LoRA init for both backends: peft's (with a small nonzero B), converted to mlx-lm's format."""
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
+    from datakit.train.adapters import shared_init
 
-    from datakit.train.adapters import read_lora, write_mlx_lora
-    from datakit.train.hf_backend import lora_config
-    from datakit.train.mlx_checkpoint import adapter_config
-
-    stage = stage_spec(1)
-    torch.manual_seed(0)
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(work / "model"), lora_config(stage, MODEL["layers"]))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.01)
-    peft.save_pretrained(work / "init-hf")
-    pairs = read_lora(work / "init-hf")
-    keys = sorted({k.split(".", 2)[2] for k in pairs})
-    write_mlx_lora(pairs, work / "init-mlx", adapter_config(stage.lora, num_layers=MODEL["layers"], keys=keys))
+    shared_init(work / "model", stage_spec(1), work / "init-hf", work / "init-mlx")
 
 
 def stage_spec(iters: int):
@@ -98,10 +82,9 @@ def trained_tokens(work: Path, plan_file: Path) -> int:
 
 def child(backend: str, work: Path, iters: int) -> None:
     import importlib
+    import shutil
 
     from datakit.train.job import StageJob
-
-    import shutil
 
     mod = importlib.import_module(f"datakit.train.{backend}_backend")
     out = work / f"run-{backend}"

@@ -21,6 +21,7 @@ from safetensors.torch import load_file  # noqa: E402
 from datakit.errors import DatakitError  # noqa: E402
 from datakit.tiny import build_llama  # noqa: E402
 from datakit.train import hf_backend as hb  # noqa: E402
+from datakit.train import hf_data  # noqa: E402
 from datakit.train.job import StageJob  # noqa: E402
 from datakit.train.recipe import StageSpec  # noqa: E402
 
@@ -67,7 +68,7 @@ def test_sft_labels_keep_every_assistant_turn_through_im_end_and_mask_everything
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Korea?"},
             {"role": "assistant", "content": "Seoul."}, {"role": "user", "content": "And the sky?"},
             {"role": "assistant", "content": "Blue, because air scatters blue light."}]
-    out = hb.assistant_labels(tok, msgs)
+    out = hf_data.assistant_labels(tok, msgs)
     ids, labels = out["input_ids"], out["labels"]
     assert ids == tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
     kept = [t for t, lab in zip(ids, labels) if lab != -100]
@@ -89,7 +90,7 @@ def test_sft_lora_loss_goes_down_and_the_trainer_keeps_our_masks_and_counts_long
     rows = FACTS + [long_row]
     for k in (0, 1, 17):
         row = rows[plan["micro_batches"][k // 4][k % 4]]
-        assert trainer.train_dataset[k]["labels"] == hb.assistant_labels(trainer.processing_class, row["messages"])["labels"]
+        assert trainer.train_dataset[k]["labels"] == hf_data.assistant_labels(trainer.processing_class, row["messages"])["labels"]
     assert len(trainer.train_dataset) == 40 * 4 and trainer.args.train_sampling_strategy == "sequential"
     assert extra["truncated_rows"] == 1
     result = hb.run_stage(job)
@@ -119,7 +120,7 @@ def eval_loss(base: Path, adapter: Path, rows: list[dict]) -> float:
 
     tok = AutoTokenizer.from_pretrained(adapter)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter)).eval()
-    enc = [hb.assistant_labels(tok, r["messages"]) for r in rows]
+    enc = [hf_data.assistant_labels(tok, r["messages"]) for r in rows]
     width = max(len(e["input_ids"]) for e in enc)
     ids = torch.tensor([e["input_ids"] + [tok.pad_token_id] * (width - len(e["input_ids"])) for e in enc])
     labels = torch.tensor([e["labels"] + [-100] * (width - len(e["labels"])) for e in enc])

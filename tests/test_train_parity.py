@@ -22,14 +22,9 @@ ROWS = [chat(f"What is fact number {i}?", "Fact " + " ".join(["number"] * (1 + i
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A tiny base, the same rows exported for both backends, and one adapter init in both formats."""
     import datasets
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from datakit.tiny import build_llama
-    from datakit.train.adapters import read_lora, write_mlx_lora
-    from datakit.train.hf_backend import lora_config
-    from datakit.train.mlx_checkpoint import adapter_config
+    from datakit.train.adapters import shared_init
 
     tmp = tmp_path_factory.mktemp("parity")
     method = {"lora": {}, "dora-rslora": {"method": "dora", "rslora": True}}[request.param]
@@ -37,17 +32,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     (tmp / "mlx-data").mkdir()
     (tmp / "mlx-data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(tmp / "hf-data"))
-    spec = stage(**method)
-    torch.manual_seed(0)
-    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config(spec, 2))
-    with torch.no_grad():  # a nonzero B, so the very first step already moves both A and B
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    peft.save_pretrained(tmp / "init-hf")
-    pairs = read_lora(tmp / "init-hf")
-    keys = sorted({k.split(".", 2)[2] for k in pairs})
-    write_mlx_lora(pairs, tmp / "init-mlx", adapter_config(spec.lora, num_layers=2, keys=keys, method=spec.method))
+    shared_init(base, stage(**method), tmp / "init-hf", tmp / "init-mlx", b_std=0.02)
     return base, tmp / "mlx-data", tmp / "hf-data", tmp / "init-hf", tmp / "init-mlx", method
 
 

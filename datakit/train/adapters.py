@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.train.recipe import StageSpec
 
 _PEFT = re.compile(r"(?:base_model\.model\.)?model\.(layers\.\d+\..+)\.(lora_A|lora_B|lora_magnitude_vector)"
                    r"(?:\.default)?(?:\.weight)?$")
@@ -82,3 +83,30 @@ def lora_cosine(a: dict[str, Lora], b: dict[str, Lora], start: dict[str, Lora] |
     if start is not None:
         x, y = x - flat(start), y - flat(start)
     return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)))
+
+
+def shared_init(base: Path, stage: StageSpec, hf_dir: Path, mlx_dir: Path, *, b_std: float = 0.01,
+                seed: int = 0) -> None:
+    """One adapter init for both backends: peft's for `stage` (LoRA or DoRA, with B drawn at `b_std` so the very
+    first step moves A and B), and the same tensors as an mlx-lm adapter. Chain a stage from each to compare
+    the backends on identical starting weights."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from datakit.train.hf_backend import lora_config
+    from datakit.train.mlx_checkpoint import adapter_config
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    layers = model.config.num_hidden_layers
+    peft = get_peft_model(model, lora_config(stage, layers))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, b_std)
+    peft.save_pretrained(hf_dir)
+    pairs = read_lora(hf_dir)
+    keys = sorted({k.split(".", 2)[2] for k in pairs})
+    write_mlx_lora(pairs, mlx_dir, adapter_config(stage.lora, num_layers=stage.lora.num_layers or layers, keys=keys,
+                                                  method=stage.method))
