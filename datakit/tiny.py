@@ -51,9 +51,11 @@ def train_tokenizer(out_dir: Path, texts: Iterable[str] = DEFAULT_CORPUS, *, voc
 
 def build_llama(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
                 intermediate: int = 128, max_positions: int = 512, seed: int = 0,
-                texts: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 384, head_scale: float = 10.0) -> Path:
+                texts: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 384, head_scale: float = 10.0,
+                embedding_rows: int | None = None) -> Path:
     """A randomly initialized Llama with its tokenizer in one folder, as a hub checkpoint looks.
 
+    `embedding_rows` pads the embedding past the tokenizer's vocabulary, as real models do (memory tests).
     The output head is scaled by `head_scale`: a random head gives near-uniform logits that LoRA
     inside the layers cannot sharpen (the final RMSNorm bounds the hidden state); a trained head can.
     """
@@ -64,7 +66,8 @@ def build_llama(out_dir: Path, *, layers: int = 2, hidden: int = 64, heads: int 
     tok = AutoTokenizer.from_pretrained(out_dir)
     end, pad = tok.convert_tokens_to_ids(IM_END), tok.convert_tokens_to_ids(PAD)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        vocab_size=max(len(tok), embedding_rows or 0), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=max_positions,
         rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=None, eos_token_id=[end, pad], pad_token_id=pad,
     )

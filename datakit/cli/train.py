@@ -18,16 +18,22 @@ def train(
     backend: Annotated[Optional[str], typer.Option("--backend", help="Override the recipe's backend: mlx or hf.")] = None,
     base_model: Annotated[Optional[str], typer.Option("--base-model", help="Override the recipe's base_model folder.")] = None,
     launcher: Annotated[Optional[str], typer.Option("--launcher", help="hf: run each stage under a launcher, e.g. 'torchrun --nproc_per_node 4' or 'accelerate launch --config_file recipes/accelerate/fsdp.yaml'.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Estimate memory for this device instead of this machine's: cuda, gpu (Apple) or cpu.")] = None,
+    memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory of the device you plan for, in GiB (with --device: will it fit there?).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: KEY=VALUE, dotted, e.g. stages.1.train.epochs=8.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recipe's stages (cpt -> sft -> dpo) on MLX or Hugging Face, each from the previous adapter."""
     from datakit.specfile import parse_overrides
+    from datakit.train.memory import format_estimate
     from datakit.train.recipe import load_recipe
     from datakit.train.runner import run
 
     spec = load_recipe(recipe, overrides={**parse_overrides(set_ or []), "backend": backend, "base_model": base_model})
-    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id, launcher=launcher)
+    if device not in (None, "cuda", "gpu", "cpu"):
+        raise typer.BadParameter(f"--device {device}: use cuda, gpu (Apple silicon) or cpu")
+    p, results = run(reg(), spec, recipe_dir=recipe.resolve().parent, dry_run=dry_run, run_id=run_id, launcher=launcher,
+                     device=device, free_bytes=int(memory_gb * 2**30) if memory_gb else None)
     if as_json:
         emit_json({"plan": p.model_dump(mode="json"), "results": results})
         return
@@ -35,6 +41,9 @@ def train(
     for s in p.stages:
         src = f" from {s.adapter_in}" if s.adapter_in else ""
         out.print(f"  {s.index + 1}. {s.stage:4} {s.data_ref} ({s.data_hash[:12]}) rows {s.rows}{src}")
+        if s.memory is not None or s.memory_note:
+            text = format_estimate(s.memory) if s.memory is not None else s.memory_note
+            out.print(f"     memory {text}", markup=False, highlight=False)
     for r in results:
         early = " (stopped early)" if r["stopped_early"] else ""
         out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {r['best_val_loss']} at step {r['best_step']}{early} -> {r['adapter']}")

@@ -81,6 +81,27 @@ def check_adapter(adapter: Path, model: Any, job: StageJob) -> None:
                                f"{job.base_model}; continue on the base model the adapter was trained on")
 
 
+def _quantization(job: StageJob) -> dict[str, Any]:
+    """lora.qlora on hf: 4-bit NF4 base weights through bitsandbytes, which needs a CUDA GPU."""
+    if not job.stage.lora.qlora:
+        return {}
+    import torch
+
+    try:
+        import bitsandbytes
+    except ImportError:
+        bitsandbytes = None
+    if not torch.cuda.is_available() or bitsandbytes is None:
+        raise DatakitError("lora.qlora on the hf backend loads 4-bit weights with bitsandbytes on a CUDA GPU; this "
+                           f"machine has {'no CUDA GPU' if not torch.cuda.is_available() else 'no bitsandbytes'}. "
+                           "Set lora.qlora: false, or use backend mlx with a quantized model folder")
+    from transformers import BitsAndBytesConfig
+
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                      bnb_4bit_use_double_quant=True,
+                                                      bnb_4bit_compute_dtype=torch.bfloat16)}
+
+
 def load_policy(job: StageJob) -> tuple[Any, Any, Any]:
     """(model, peft_config, tokenizer): a fresh LoRA config, or the chained adapter loaded trainable."""
     import torch
@@ -89,7 +110,14 @@ def load_policy(job: StageJob) -> tuple[Any, Any, Any]:
     remote = bool(getattr(job, "trust_remote_code", False))  # StageJob has no such field yet: off
     tok = AutoTokenizer.from_pretrained(str(job.base_model), trust_remote_code=remote)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(job.base_model), dtype=dtype, trust_remote_code=remote)
+    model = AutoModelForCausalLM.from_pretrained(str(job.base_model), dtype=dtype, trust_remote_code=remote,
+                                                 **_quantization(job))
+    if job.stage.lora.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        # casts the unquantized weights (norms, embeddings, head) to fp32: memory.py counts that copy
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=job.stage.train.gradient_checkpointing
+                                                is not False)
     if job.stage.method == "full":
         if job.adapter_in is not None:
             raise DatakitError(f"a full fine-tuning stage starts from a model folder, not the adapter {job.adapter_in}")
@@ -147,7 +175,8 @@ def trainer_args(job: StageJob, has_valid: bool, steps: int) -> Any:
         train_sampling_strategy="sequential", max_grad_norm=t.max_grad_norm,
         max_length=t.max_seq_len, seed=job.seed, save_strategy="steps", save_steps=t.save_every,
         save_total_limit=t.keep_last, logging_steps=min(10, t.eval_every), report_to="none", disable_tqdm=True,
-        use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=cuda,
+        use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), 
+        activation_checkpointing=cuda if t.gradient_checkpointing is None else t.gradient_checkpointing,
         include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, **evals,
     )
     if stage == "dpo":
@@ -232,7 +261,7 @@ def run_stage(job: StageJob) -> StageResult:
     resume = find_checkpoint(job.checkpoint_dir)
     if resume is None and zero:  # a best adapter left by an earlier, unrelated run must not win
         shutil.rmtree(job.out_dir / "best-adapter", ignore_errors=True)
-    out = trainer.train(resume_from_checkpoint=str(resume[0]) if resume else None)
+    out, peak = _train_measured(trainer, job, resume)
     state, best_info = trainer.state, save_final(trainer, job)
     runtime = out.metrics.get("train_runtime") or 0
     steps_this_run = state.global_step - (resume[1] if resume else 0)
@@ -246,8 +275,28 @@ def run_stage(job: StageJob) -> StageResult:
         resumed_from_step=resume[1] if resume else None, train_tokens=tokens,
         tokens_per_s=round((tokens - before) / runtime, 1) if runtime and steps_this_run > 0 else None,
         extra={**extra, "world_size": trainer.args.world_size, "fsdp": bool(trainer.is_fsdp_enabled),
-               "train_loss_mean": out.training_loss},
+               "train_loss_mean": out.training_loss, "peak_memory_bytes": peak},
     )
+
+
+def _train_measured(trainer: Any, job: StageJob, resume: tuple[Path, int] | None) -> tuple[Any, int | None]:
+    """trainer.train(), with the peak bytes it allocated: CUDA counts its own; on a CPU only when the job asks
+    (job.track_memory), since counting costs time."""
+    import torch
+
+    where = str(resume[0]) if resume else None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        out = trainer.train(resume_from_checkpoint=where)
+        return out, int(torch.cuda.max_memory_allocated())
+    if not job.track_memory:
+        return trainer.train(resume_from_checkpoint=where), None
+    from datakit.train.memory_probe import TorchPeak
+
+    model = trainer.model
+    with TorchPeak([*model.parameters(), *model.buffers()]) as probe:
+        out = trainer.train(resume_from_checkpoint=where)
+    return out, probe.peak
 
 
 def save_final(trainer: Any, job: StageJob) -> dict | None:

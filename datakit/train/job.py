@@ -44,6 +44,7 @@ class StageJob:
     out_dir: Path  # adapter/, checkpoints/, metrics.jsonl go here
     adapter_in: Path | None = None  # adapter folder to start from (the previous stage's adapter/)
     seed: int = 0
+    track_memory: bool = False  # hf on a CPU: count peak tensor bytes (slower); CUDA and MLX always count
     metrics: MetricsLog = field(init=False)
 
     def __post_init__(self) -> None:

@@ -231,6 +231,7 @@ def run_stage(job: StageJob) -> StageResult:
                            "set packing: false or use backend: hf")
     if spec.early_stopping and not (job.data_dir / "valid.jsonl").exists():
         raise DatakitError(f"{job.data_dir}: early_stopping needs a valid.jsonl split; add a split op or remove it")
+    mx.reset_peak_memory()
     model, config, train_set, valid_set, loss, dropped = prepare_stage(job)
     plan = make_plan(spec, rows=len(train_set), seed=job.seed,
                      lengths=[max(len(f) for f in ex if isinstance(f, list)) for ex in train_set])
@@ -267,7 +268,8 @@ def run_stage(job: StageJob) -> StageResult:
         report = min(10, math.gcd(spec.eval_every, spec.save_every))  # train-loss reports, as HF logs every <=10 steps
         args = TrainingArgs(batch_size=spec.batch_size, iters=last_iter, val_batches=-1, steps_per_report=report * ga,
                             steps_per_eval=last_iter + 1, steps_per_save=last_iter + 1, max_seq_length=spec.max_seq_len,
-                            adapter_file=str(job.checkpoint_dir / "last.safetensors"), grad_accumulation_steps=ga)
+                            adapter_file=str(job.checkpoint_dir / "last.safetensors"), grad_accumulation_steps=ga,
+                            grad_checkpoint=bool(spec.gradient_checkpointing))
         job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         batches = mlx_data.plan_batches(train_set, plan, skip=state["step"] * ga, normalize=job.stage.stage != "dpo")
         model.train()
@@ -283,6 +285,8 @@ def run_stage(job: StageJob) -> StageResult:
 def _finish(job: StageJob, model: Any, config: dict, state: dict, train_set: list, cb: StageCallback, *,
             stopped: bool, resumed: int | None, dropped: int, margin_start: float | None, optimizer: Any) -> StageResult:
     """adapter/ = the best adapter by validation loss (the last weights with final_adapter: last or no valid split)."""
+    import mlx.core as mx
+
     spec = job.stage.train
     best = job.checkpoint_dir / "best"
     tmp = job.out_dir / f".adapter.{os.getpid()}.tmp"
@@ -299,7 +303,8 @@ def _finish(job: StageJob, model: Any, config: dict, state: dict, train_set: lis
     shutil.rmtree(job.adapter_dir, ignore_errors=True)
     os.replace(tmp, job.adapter_dir)
     extra: dict[str, Any] = {"optimizer_step": int(optimizer.state["step"].item()), "dropped_rows": dropped,
-                             "extra_weights_file": EXTRA_FILE if (job.adapter_dir / EXTRA_FILE).exists() else None}
+                             "extra_weights_file": EXTRA_FILE if (job.adapter_dir / EXTRA_FILE).exists() else None,
+                             "peak_memory_bytes": int(mx.get_peak_memory())}
     if margin_start is not None:
         extra.update(reward_margin_start=margin_start, reward_margin_end=mlx_dpo.reward_margin(
             model, train_set, spec.dpo_beta, spec.batch_size, spec.max_seq_len))

@@ -60,6 +60,9 @@ class TrainSpec(_Spec):
                                                        "backends (0: no clipping)")
     group_by_length: bool = Field(False, description="batch rows of similar length together (both backends; "
                                                      "faster, less random): see datakit/train/plan.py")
+    gradient_checkpointing: bool | None = Field(None, description=(
+        "recompute each layer's activations in the backward pass: far less activation memory, ~30% slower; "
+        "omitted: on for hf on a GPU, off elsewhere"))
     packing: bool = Field(False, description="pack short rows into full sequences (HF backend)")
     dpo_beta: float = Field(0.1, gt=0, description="DPO temperature")
     train_embeddings: bool = Field(False, description=(

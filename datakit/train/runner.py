@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import platform
 import sys
 from datetime import datetime, timezone
@@ -26,9 +27,11 @@ from datakit import __version__
 from datakit.errors import DatakitError
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
+from datakit.train.memory import MemoryEstimate, estimate_stage
 from datakit.train.model_check import model_fingerprint
 from datakit.train.recipe import RecipeSpec, StageSpec
 
+log = logging.getLogger(__name__)
 BACKEND_PACKAGES = {"mlx": ["mlx", "mlx-lm"], "hf": ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]}
 STAGE_KINDS = {"cpt": ("cpt",), "sft": ("sft", "identity", "magpie"), "dpo": ("preference",)}
 
@@ -44,6 +47,8 @@ class StagePlan(BaseModel):
     adapter_in: str | None
     base_model: str = Field("", description="the model folder this stage trains: the recipe's base_model, or the "
                                             "model/ a previous full fine-tuning stage wrote")
+    memory: MemoryEstimate | None = Field(None, description="estimated peak training memory (datakit/train/memory.py)")
+    memory_note: str | None = Field(None, description="why there is no memory estimate")
 
 
 class RunPlan(BaseModel):
@@ -84,8 +89,10 @@ def _split_rows(reg: Registry, m: Manifest) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in ("train", "valid", "test")}
 
 
-def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | None = None) -> RunPlan:
-    """Check everything that can be checked without training; problems are listed, not raised one by one."""
+def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | None = None,
+         device: str | None = None, free_bytes: int | None = None) -> RunPlan:
+    """Check everything that can be checked without training; problems are listed, not raised one by one.
+    Each stage gets a memory estimate on this machine's device (or `device` with `free_bytes`, to plan for another)."""
     problems: list[str] = []
     base = Path(recipe.base_model).expanduser()
     if not base.is_dir():
@@ -115,8 +122,15 @@ def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | N
                             "folder; put full stages first, or train this one as lora/dora")
         if st.resume_adapter and not Path(st.resume_adapter).is_dir():
             problems.append(f"stages.{i}.resume_adapter {st.resume_adapter}: no such adapter folder")
+        memory, note = None, None
+        if base.is_dir():  # a full stage's model/ does not exist yet; it has the base model's shape
+            try:
+                memory = estimate_stage(base, st, recipe.backend, device=device, free_bytes=free_bytes)
+            except DatakitError as e:  # the preflight reports a broken model folder; the estimate only says why not
+                note = f"not estimated: {e}"
         stages.append(StagePlan(index=i, stage=st.stage, data_ref=m.ref, data_hash=m.content_hash, kind=m.kind,
-                                rows=rows, dir=str(stage_dir), adapter_in=adapter_in, base_model=str(stage_base)))
+                                rows=rows, dir=str(stage_dir), adapter_in=adapter_in, base_model=str(stage_base),
+                                memory=memory, memory_note=note))
         if st.method == "full":
             stage_base = stage_dir / "model"
         prev_dir, prev_method = stage_dir, st.method
@@ -150,7 +164,8 @@ def _write_lineage(p: RunPlan, reg: Registry) -> None:
 
 
 def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = False,
-        run_id: str | None = None, launcher: str | None = None) -> tuple[RunPlan, list[dict[str, Any]]]:
+        run_id: str | None = None, launcher: str | None = None, device: str | None = None,
+        free_bytes: int | None = None) -> tuple[RunPlan, list[dict[str, Any]]]:
     """Plan, then (unless dry_run) export, preflight and train every stage in order. `launcher` (hf only)
     runs each stage as `LAUNCHER -m datakit.train.hf_backend --job <stage>/job.json`, e.g. `torchrun
     --nproc_per_node 4` or `accelerate launch --config_file recipes/accelerate/fsdp.yaml`."""
@@ -160,11 +175,16 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
     from datakit.io.export import export_training
     from datakit.train.job import StageJob
 
-    p = plan(reg, recipe, recipe_dir=recipe_dir, run_id=run_id)
+    p = plan(reg, recipe, recipe_dir=recipe_dir, run_id=run_id, device=device, free_bytes=free_bytes)
     if p.problems:
         raise DatakitError(f"recipe {recipe.name}: {len(p.problems)} problem(s):\n" + "\n".join(f"  {x}" for x in p.problems))
     if dry_run:
         return p, []
+    for sp in p.stages:
+        if sp.memory is not None and sp.memory.fits is False:  # an estimate: warn, the run may still fit
+            from datakit.train.memory import format_estimate
+
+            log.warning("stage %d (%s) may not fit: %s", sp.index + 1, sp.stage, format_estimate(sp.memory))
     backend = _backend(recipe.backend)
     _write_lineage(p, reg)
     results = []
