@@ -8,9 +8,11 @@ uses, so both backends plan over the same rows.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.train.chat_mask import target_mask
 from datakit.train.job import StageJob
 
 COLUMNS = {"cpt": ["text"], "sft": ["messages"], "dpo": ["prompt", "chosen", "rejected"]}
@@ -33,30 +35,14 @@ def load_splits(job: StageJob) -> tuple[Any, Any | None]:
     return dd["train"], dd.get("valid")
 
 
-def assistant_labels(tok: Any, messages: list[dict]) -> dict[str, list[int]]:
-    """input_ids of the rendered chat and labels that keep only assistant turns, each through its end token.
-
-    Spans come from rendering prefixes with the template itself, so any template whose prefix renders
-    as a prefix works; tokens are mapped to spans by character offsets.
-    """
-    text = tok.apply_chat_template(messages, tokenize=False)
-    end_token = tok.eos_token or ""
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        start = len(tok.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
-        through = tok.apply_chat_template(messages[: i + 1], tokenize=False)
-        stop = len(through)
-        if not text.startswith(through):
-            raise DatakitError(f"message {i}: the chat template renders a prefix of the conversation differently "
-                               "from the whole, so assistant turns cannot be located; use a prefix-stable template")
-        at = text.find(end_token, start, stop) if end_token else -1
-        spans.append((start, at + len(end_token) if at >= 0 else stop))  # through the end-of-turn token, no further
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = [tid if any(s < b and e > a for a, b in spans) else -100
-              for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])]
-    return {"input_ids": enc["input_ids"], "labels": labels}
+def assistant_labels(tok: Any, messages: list[dict], tools: Any = None) -> dict[str, list[int]]:
+    """input_ids of the rendered chat (with its tools) and labels that keep only the target turns, each through
+    its end-of-turn token: the mask rule both backends share (datakit/train/chat_mask.py)."""
+    if isinstance(tools, str):  # an export may carry tools as JSON text, as TRL accepts them
+        tools = json.loads(tools)
+    eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    ids, mask = target_mask(tok, messages, tools, eos_ids=eos)
+    return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
 
 
 def _lengths(stage: str, tok: Any, row: dict) -> int:
@@ -75,7 +61,7 @@ def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, list[int], int]:
     itself, silently, after the plan was made)."""
     stage, limit = job.stage.stage, job.stage.train.max_seq_len
     if stage == "sft":
-        ds = ds.map(lambda r: assistant_labels(tok, r["messages"]), remove_columns=ds.column_names)
+        ds = ds.map(lambda r: assistant_labels(tok, r["messages"], r.get("tools")), remove_columns=ds.column_names)
     else:
         ds = ds.select_columns(COLUMNS[stage])
     if stage == "dpo":

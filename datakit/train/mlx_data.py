@@ -1,8 +1,8 @@
 """Exported rows into (token ids, target mask) examples, and padded batches of them for mlx-lm's train().
 
 mlx-lm's `mask_prompt` trains only on the last message, so earlier assistant turns of a multi-turn
-chat get no loss. Here every assistant turn is a target: its span is found in the chat-template
-rendering, mapped to tokens by character offsets, and cut after its end-of-turn token.
+chat get no loss. Here every assistant turn is a target, by the rule both backends share
+(datakit/train/chat_mask.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.train.chat_mask import target_mask
 from datakit.train.plan import TrainPlan
 
 # An example is a tuple of fields: token-id lists (padded together in a batch) and floats (stacked).
@@ -41,50 +42,11 @@ def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
     return ids, [1] * len(ids)
 
 
-def _render(hf: Any, messages: list[dict], tools: Any, generation_prompt: bool = False) -> str:
-    return hf.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def assistant_char_spans(hf: Any, messages: list[dict], tools: Any = None, *, first: int = 0) -> tuple[str, list[tuple[int, int]]]:
-    """The full rendering and the character span of each assistant turn at index >= `first`.
-
-    A turn's span runs from the end of the generation prompt that precedes it to the end of the
-    rendering that includes it, so template decorations of the turn (end-of-turn token) count.
-    """
-    full = _render(hf, messages, tools)
-    spans = []
-    for i, m in enumerate(messages):
-        if i < first or m.get("role") != "assistant":
-            continue
-        before = _render(hf, messages[:i], tools, generation_prompt=True)
-        upto = _render(hf, messages[: i + 1], tools)
-        # Templates that rewrite earlier turns (e.g. drop reasoning) break per-turn prefixes.
-        if not (full.startswith(before) and full.startswith(upto) and len(upto) > len(before)):
-            raise DatakitError(
-                f"message {i}: the chat template renders earlier turns differently once later turns are added, "
-                "so assistant turns cannot be located; use a prefix-stable template (ChatML) or single-turn rows")
-        spans.append((len(before), len(upto)))
-    return full, spans
-
-
 def encode_chat(tokenizer: Any, messages: list[dict], tools: Any = None, *, first: int = 0) -> tuple[list[int], list[int]]:
-    """SFT: ids of the rendered chat and a mask that is 1 on every assistant turn's tokens
-    (at message index >= `first`) up to and including its end-of-turn token."""
+    """SFT/DPO: ids of the rendered chat and its target mask (datakit/train/chat_mask.py)."""
     hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    if not getattr(hf, "chat_template", None):
-        raise DatakitError("the tokenizer has no chat template; sft/dpo need one (set chat_template in tokenizer_config.json)")
-    full, spans = assistant_char_spans(hf, messages, tools, first=first)
-    enc = hf(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
     eos = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
-    mask = [0] * len(ids)
-    for start, end in spans:
-        inside = [j for j, (s, _) in enumerate(offsets) if start <= s < end]
-        ends = [j for j in inside if ids[j] in eos]
-        # The newline after <|im_end|> is never generated (decoding stops at the end token).
-        for j in inside[: inside.index(ends[-1]) + 1] if ends else inside:
-            mask[j] = 1
-    return ids, mask
+    return target_mask(hf, messages, tools, eos_ids=eos, first=first)
 
 
 def encode_rows(stage: str, rows: list[dict], tokenizer: Any, max_len: int) -> tuple[list[Example], int]:
@@ -98,8 +60,9 @@ def encode_rows(stage: str, rows: list[dict], tokenizer: Any, max_len: int) -> t
             fields = encode_chat(tokenizer, row["messages"], row.get("tools"))
         else:
             prompt = row["prompt"]
-            fields = (*encode_chat(tokenizer, prompt + row["chosen"], first=len(prompt)),
-                      *encode_chat(tokenizer, prompt + row["rejected"], first=len(prompt)))
+            tools = row.get("tools")
+            fields = (*encode_chat(tokenizer, prompt + row["chosen"], tools, first=len(prompt)),
+                      *encode_chat(tokenizer, prompt + row["rejected"], tools, first=len(prompt)))
         fields = tuple(f[:max_len] for f in fields)
         masks = fields[1::2]
         if any(sum(m[1:]) == 0 for m in masks):
