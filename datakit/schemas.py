@@ -35,7 +35,10 @@ class _Strict(BaseModel):
 
 class ToolFunction(_Strict):
     name: str
-    arguments: str = Field(description="JSON-encoded arguments, as in the OpenAI API")
+    arguments: dict[str, Any] = Field(description=(
+        "the call's arguments as a JSON object (the Hugging Face and TRL convention, which chat templates render "
+        "as JSON once); sources that store a JSON string (OpenAI, sharegpt) are decoded at ingest and the row's "
+        "meta.converted says where"))
 
 
 class ToolCall(_Strict):
@@ -51,6 +54,8 @@ class Message(_Strict):
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
+    weight: float | None = Field(None, description=(
+        "OpenAI fine-tuning files: 0 = no loss on this assistant turn, 1 (or absent) = trained"))
 
 
 class RecordBase(_Strict):
@@ -70,6 +75,8 @@ class CptRecord(RecordBase):
 class SftRecord(RecordBase):
     messages: list[Message]
     tools: list[dict[str, Any]] | None = Field(None, description="function schemas offered")
+    parallel_tool_calls: bool | None = Field(None, description="OpenAI fine-tuning files: whether the row's "
+                                                                "assistant may call several tools at once")
 
 
 class IdentityRecord(SftRecord):
@@ -126,18 +133,24 @@ MESSAGE = pl.Struct(
         "name": pl.String,
         "tool_call_id": pl.String,
         "tool_calls": pl.List(TOOL_CALL),
+        "weight": pl.Float64,
     }
 )
 MESSAGES = pl.List(MESSAGE)
 _CHAT = {"messages": MESSAGES, "tools": pl.String}
 _S = pl.String
 
+# Fields added after schema version 1, always last in their struct or frame: a row's id hashes them only when
+# they are set (registry/rows.py), so every row written before they existed keeps its id.
+EXTENSION_FIELDS = ("weight", "parallel_tool_calls")
+_EXT = {"parallel_tool_calls": pl.Boolean}
+
 # Column order is part of the content hash: change it only with SCHEMA_VERSION.
 FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "cpt": {"text": _S, "source": _S, "doc_id": _S, "group_id": _S},
-    "sft": {**_CHAT, "group_id": _S},
-    "identity": {**_CHAT, "intent": _S, "lang": _S, "group_id": _S},
-    "magpie": {**_CHAT, "generation": _S, "scores": _S, "group_id": _S},
+    "sft": {**_CHAT, "group_id": _S, **_EXT},
+    "identity": {**_CHAT, "intent": _S, "lang": _S, "group_id": _S, **_EXT},
+    "magpie": {**_CHAT, "generation": _S, "scores": _S, "group_id": _S, **_EXT},
     "preference": {
         "prompt": MESSAGES,
         "chosen": MESSAGES,

@@ -59,7 +59,7 @@ def test_rows_of_one_sentence_share_a_group_linked_to_the_source_and_a_system_pr
     out = build_sft((m, df), system="You are Acme Assistant.")
     assert set(out.frame["group_id"]) == {f"fact-{i}" for i in df["id"].to_list()}
     assert all(r[0] == {"role": "system", "content": "You are Acme Assistant.", "name": None, "tool_call_id": None,
-                        "tool_calls": None} for r in out.frame["messages"].to_list())
+                        "tool_calls": None, "weight": None} for r in out.frame["messages"].to_list())
 
 
 def test_an_answer_that_lost_a_number_is_not_grounded():

@@ -27,7 +27,7 @@ def test_sharegpt_maps_speakers_and_parses_function_calls():
     rec = convert_row(row, "sharegpt", "sft", O)
     assert [m["role"] for m in rec["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
     call = rec["messages"][2]["tool_calls"][0]["function"]
-    assert call == {"name": "get_weather", "arguments": '{"city":"Seoul"}'}
+    assert call == {"name": "get_weather", "arguments": {"city": "Seoul"}}  # an object, as templates render it
     assert rec["tools"] == [{"name": "get_weather"}]
     validate_record("sft", rec)
 

@@ -55,7 +55,7 @@ def test_glaive_tool_calls_and_tools_survive(reg, external):
     call = next(m for r in recs for m in r["messages"] if "tool_calls" in m)
     fn = call["tool_calls"][0]["function"]
     assert call["role"] == "assistant" and fn["name"]
-    assert isinstance(json.loads(fn["arguments"]), dict)
+    assert isinstance(fn["arguments"], dict)  # decoded from the source's JSON string
     roles = {m["role"] for r in recs for m in r["messages"]}
     assert roles == {"user", "assistant", "tool"}
     src = json.loads((external / "glaive_toolcall_en_demo.json").read_text())

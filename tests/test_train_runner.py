@@ -106,7 +106,7 @@ def test_export_for_mlx_and_hf_writes_splits_and_preflights_with_a_tokenizer(cli
     import datasets
 
     dd = datasets.load_from_disk(str(tmp_path / "hf"))
-    assert set(dd) == {"train", "valid"} and dd["train"].column_names == ["messages"]
+    assert set(dd) == {"train", "valid"} and dd["train"].column_names == ["messages", "tools"]
 
 
 def test_export_preflight_fails_on_a_template_without_end_of_turn(cli, tmp_path, external):

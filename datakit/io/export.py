@@ -37,10 +37,40 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
 TRAINING_FORMATS = ("mlx", "hf")
 
 
+TRAINING_COLUMNS = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected")}
+CHAT_COLUMNS = ("messages", "tools")
+
+
+def engine_messages(msgs: list[dict]) -> list[dict]:
+    """Messages as chat templates take them: `content` always present ("" on a tool-call turn; ChatML-style
+    templates concatenate it), tool-call arguments as objects (rendered as JSON once)."""
+    return [m if m.get("content") is not None else {**m, "content": ""} for m in msgs]
+
+
 def training_records(kind: str, df: pl.DataFrame) -> list[dict]:
-    """Rows in the trainers' column conventions (TRL and mlx-lm): text | messages | prompt/chosen/rejected."""
-    keep = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected")}.get(kind, ("messages", "tools"))
-    return [{k: r[k] for k in keep if k in r} for r in frame_to_records(kind, df)]
+    """Rows in the trainers' column conventions (TRL and mlx-lm): text | messages [+ tools] | prompt/chosen/rejected."""
+    keep = TRAINING_COLUMNS.get(kind, CHAT_COLUMNS)
+    out = []
+    for r in frame_to_records(kind, df):
+        row = {k: r[k] for k in keep if k in r}
+        for k in ("messages", "prompt", "chosen", "rejected"):
+            if k in row:
+                row[k] = engine_messages(row[k])
+        out.append(row)
+    return out
+
+
+def hf_dataset(kind: str, rows: list[dict]):  # returns a datasets.Dataset (imported lazily)
+    """A datasets.Dataset with an explicit schema: every message (and `tools`) a JSON value, so no row's
+    columns are taken from another's (Dataset.from_list infers them from the first row and fills the rest
+    with nulls)."""
+    import datasets
+    from datasets import Features, Json, List, Value
+
+    cols = TRAINING_COLUMNS.get(kind, CHAT_COLUMNS)
+    features = Features({c: Value("string") if c == "text" else Json() if c == "tools" else List(Json())
+                         for c in cols})
+    return datasets.Dataset.from_list([{c: r.get(c) for c in cols} for r in rows], features=features)
 
 
 def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
@@ -67,7 +97,7 @@ def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
     else:
         import datasets
 
-        dd = datasets.DatasetDict({s: datasets.Dataset.from_list(rows) for s, rows in parts.items() if rows})
+        dd = datasets.DatasetDict({s: hf_dataset(m.kind, rows) for s, rows in parts.items() if rows})
         datasets.disable_progress_bars()  # one bar per dataset split is noise in a training log
         dd.save_to_disk(str(out))
     return {"ref": m.ref, "kind": m.kind, "format": fmt, "rows": counts, "content_hash": m.content_hash}

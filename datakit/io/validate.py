@@ -35,6 +35,7 @@ def message_reasons(
             role=m.struct.field("role"),
             content=m.struct.field("content"),
             calls=m.struct.field("tool_calls").list.len().fill_null(0) > 0,
+            weight=m.struct.field("weight"),
         )
     )
     first = pl.col("pos") == 1  # rows are contiguous after explode: shift, then blank the row starts
@@ -56,6 +57,10 @@ def message_reasons(
         .when((pl.col("content").is_null() | (pl.col("content").str.strip_chars() == "")) & ~pl.col("calls"))
         .then(at("empty content"))
         .when((role == "system") & (pos != "1")).then(at("system turn after the first message"))
+        .when(pl.col("weight").is_not_null() & (role != "assistant"))
+        .then(at("weight on a non-assistant turn; weights say which assistant turns are trained"))
+        .when(pl.col("weight").is_not_null() & ~pl.col("weight").is_in([0.0, 1.0]))
+        .then(at("weight must be 0 (not trained) or 1 (trained)"))
         .when(pl.col("same").fill_null(False) & role.is_in(["user", "assistant"]))
         .then(pl.concat_str(pl.lit(f"{label}message "), pos, pl.lit(": two consecutive "), role, pl.lit(" turns")))
     )

@@ -15,7 +15,15 @@ from typing import Any
 import orjson
 import polars as pl
 
-from datakit.schemas import FRAME_SCHEMAS, JSON_COLUMNS, SCHEMA_VERSION, content_columns, stored_schema
+from datakit.schemas import (
+    EXTENSION_FIELDS,
+    FRAME_SCHEMAS,
+    JSON_COLUMNS,
+    MESSAGES,
+    SCHEMA_VERSION,
+    content_columns,
+    stored_schema,
+)
 
 ID_HEX = 16
 
@@ -25,9 +33,43 @@ def dumps(obj: Any) -> str:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def dumps_rendered(obj: Any) -> str:
+    """JSON that a chat template will render (tools, tool-call arguments): keys in the source's order, since
+    the order is part of the prompt the model sees."""
+    return orjson.dumps(obj).decode()
+
+
+RENDERED_JSON = {"tools"}
+
+
+def _map_arguments(messages: Any, convert: Any) -> Any:
+    """Messages with every tool call's `arguments` passed through `convert` (stored as JSON text, since
+    their shape differs call to call; records hold the object)."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if calls:
+            m = {**m, "tool_calls": [
+                {**c, "function": {**c["function"], "arguments": convert(c["function"].get("arguments"))}}
+                if isinstance(c, dict) and isinstance(c.get("function"), dict) else c for c in calls]}
+        out.append(m)
+    return out
+
+
+def _encode_arguments(v: Any) -> Any:
+    return dumps_rendered(v) if v is not None and not isinstance(v, str) else v
+
+
+def _decode_arguments(v: Any) -> Any:
+    return orjson.loads(v) if isinstance(v, str) else v
+
+
 def records_to_frame(kind: str, records: list[dict[str, Any]]) -> pl.DataFrame:
     """Record dicts (JSON fields as Python objects) to the kind's stored columns."""
     schema = stored_schema(kind)
+    message_cols = {c for c, t in schema.items() if t == MESSAGES}
     cols: dict[str, list[Any]] = {c: [] for c in schema}
     for rec in records:
         for c in schema:
@@ -35,7 +77,9 @@ def records_to_frame(kind: str, records: list[dict[str, Any]]) -> pl.DataFrame:
             if c == "meta":
                 v = dumps(v or {})
             elif c in JSON_COLUMNS and v is not None:
-                v = dumps(v)
+                v = dumps_rendered(v) if c in RENDERED_JSON else dumps(v)
+            elif c in message_cols:
+                v = _map_arguments(v, _encode_arguments)
             cols[c].append(v)
     return pl.DataFrame(cols, schema=schema)
 
@@ -55,7 +99,7 @@ def frame_to_records(kind: str, df: pl.DataFrame) -> Iterator[dict[str, Any]]:
         for k, v in row.items():
             if v is None:
                 continue
-            out[k] = orjson.loads(v) if k in JSON_COLUMNS else _strip_nulls(v)
+            out[k] = orjson.loads(v) if k in JSON_COLUMNS else _map_arguments(_strip_nulls(v), _decode_arguments)
         yield out
 
 
@@ -63,7 +107,10 @@ def row_ids(kind: str, df: pl.DataFrame) -> list[str]:
     """Content ids for every row of a frame holding at least the kind's content columns."""
     if df.height == 0:
         return []
-    lines = df.select(pl.struct(content_columns(kind)).struct.json_encode().cast(pl.Binary)).to_series().to_list()
+    text = pl.struct(content_columns(kind)).struct.json_encode()
+    for field in EXTENSION_FIELDS:  # unset extension fields are not hashed: older rows keep their ids
+        text = text.str.replace_all(f',"{field}":null', "", literal=True)
+    lines = df.select(text.cast(pl.Binary)).to_series().to_list()
     sha = hashlib.sha256
     return [sha(line).hexdigest()[:ID_HEX] for line in lines]
 

@@ -29,7 +29,7 @@ import polars as pl
 from datakit import __version__
 from datakit.errors import DatakitError
 from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
-from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name
+from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name, stored_schema
 
 DEFAULT_ROOT = "registry"
 HASH_PREFIX_MIN = 6
@@ -220,7 +220,11 @@ class Registry:
     def scan(self, ref: str | Manifest) -> pl.LazyFrame:
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
         d = self.version_dir(m)
-        return pl.concat([pl.scan_parquet(d / f) for f in m.data_files], how="vertical")
+        # parts written before a field existed read with it as null (schemas.EXTENSION_FIELDS)
+        schema = stored_schema(m.kind)
+        cast = pl.ScanCastOptions(missing_struct_fields="insert")
+        return pl.concat([pl.scan_parquet(d / f, schema=schema, cast_options=cast, missing_columns="insert")
+                          for f in m.data_files], how="vertical")
 
     def load(self, ref: str | Manifest) -> pl.DataFrame:
         return self.scan(ref).collect()

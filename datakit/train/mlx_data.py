@@ -44,8 +44,10 @@ def encode_text(tokenizer: Any, text: str) -> tuple[list[int], list[int]]:
 
 def encode_chat(tokenizer: Any, messages: list[dict], tools: Any = None, *, first: int = 0) -> tuple[list[int], list[int]]:
     """SFT/DPO: ids of the rendered chat and its target mask (datakit/train/chat_mask.py)."""
-    hf = getattr(tokenizer, "_tokenizer", tokenizer)
-    eos = set(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+    inner = getattr(tokenizer, "_tokenizer", None)  # mlx-lm's TokenizerWrapper holds the transformers tokenizer
+    hf = inner if hasattr(inner, "apply_chat_template") else tokenizer
+    ids = getattr(tokenizer, "eos_token_ids", None)  # mlx-lm's wrapper: a set; a transformers tokenizer: an int
+    eos = set(ids) if isinstance(ids, (set, list, tuple)) else {ids if ids is not None else tokenizer.eos_token_id}
     return target_mask(hf, messages, tools, eos_ids=eos, first=first)
 
 
