@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from datakit.registry.names import check_name  # noqa: F401  (re-exported: callers import it from here)
 
 SCHEMA_VERSION = 1
-KINDS = ("cpt", "sft", "identity", "magpie", "preference", "probes")
-Kind = Literal["cpt", "sft", "identity", "magpie", "preference", "probes"]
+KINDS = ("cpt", "sft", "identity", "magpie", "preference", "kto", "probes")
+Kind = Literal["cpt", "sft", "identity", "magpie", "preference", "kto", "probes"]
 ROLES = ("system", "user", "assistant", "tool")
 PROBE_TYPES = ("knowledge", "completion", "identity", "bleed", "refusal", "perplexity", "choice")
 
@@ -97,6 +97,14 @@ class PreferenceRecord(RecordBase):
     score_rejected: float | None = None
 
 
+class KtoRecord(RecordBase):
+    """Unpaired preference (TRL's KTO format): one completion and whether it is desirable."""
+
+    prompt: list[Message]
+    completion: list[Message]
+    label: bool = Field(description="true: a desirable completion; false: an undesirable one (never a target)")
+
+
 class ProbeRecord(RecordBase):
     id: str | None = Field(None, description="probe id: user-given, else the content hash")
     suite: str | None = None
@@ -118,6 +126,7 @@ RECORD_MODELS: dict[str, type[RecordBase]] = {
     "identity": IdentityRecord,
     "magpie": MagpieRecord,
     "preference": PreferenceRecord,
+    "kto": KtoRecord,
     "probes": ProbeRecord,
 }
 
@@ -159,6 +168,7 @@ FRAME_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "score_rejected": pl.Float64,
         "group_id": _S,
     },
+    "kto": {"prompt": MESSAGES, "completion": MESSAGES, "label": pl.Boolean, "group_id": _S},
     "probes": {
         "suite": _S,
         "type": _S,

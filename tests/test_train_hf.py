@@ -266,7 +266,7 @@ def test_dpo_pairs_whose_prompt_fills_max_seq_len_are_dropped_visibly_not_silent
     job = make_job(tmp_path / "out", base, "dpo", save(tmp_path / "data", rows), iters=1, max_seq_len=48)
     trainer, _ = hb.build_trainer(job)
     assert len(trainer.train_dataset) == 4
-    assert {"warning": "dpo_prompts_fill_max_seq_len", "rows": 2}.items() <= job.metrics.rows()[0].items()
+    assert {"warning": "prompts_fill_max_seq_len", "rows": 2}.items() <= job.metrics.rows()[0].items()
     only_long = make_job(tmp_path / "out2", base, "dpo", save(tmp_path / "data2", [{**short, "prompt": long_prompt}] * 4),
                          iters=1, max_seq_len=48)
     with pytest.raises(DatakitError, match="all 4 prompts in a split are at least max_seq_len=48"):

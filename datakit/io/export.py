@@ -37,7 +37,8 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
 TRAINING_FORMATS = ("mlx", "hf")
 
 
-TRAINING_COLUMNS = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected")}
+TRAINING_COLUMNS = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected"),
+                    "kto": ("prompt", "completion", "label")}
 CHAT_COLUMNS = ("messages", "tools")
 
 
@@ -53,7 +54,7 @@ def training_records(kind: str, df: pl.DataFrame) -> list[dict]:
     out = []
     for r in frame_to_records(kind, df):
         row = {k: r[k] for k in keep if k in r}
-        for k in ("messages", "prompt", "chosen", "rejected"):
+        for k in ("messages", "prompt", "chosen", "rejected", "completion"):
             if k in row:
                 row[k] = engine_messages(row[k])
         out.append(row)
@@ -68,8 +69,8 @@ def hf_dataset(kind: str, rows: list[dict]):  # returns a datasets.Dataset (impo
     from datasets import Features, Json, List, Value
 
     cols = TRAINING_COLUMNS.get(kind, CHAT_COLUMNS)
-    features = Features({c: Value("string") if c == "text" else Json() if c == "tools" else List(Json())
-                         for c in cols})
+    scalar = {"text": Value("string"), "label": Value("bool"), "tools": Json()}
+    features = Features({c: scalar.get(c, List(Json())) for c in cols})
     return datasets.Dataset.from_list([{c: r.get(c) for c in cols} for r in rows], features=features)
 
 

@@ -21,6 +21,8 @@ FORMAT_KINDS: dict[str, tuple[str, ...]] = {
     "prompt_completion": CHAT_KINDS,
     "preference": ("preference",),
     "sharegpt_preference": ("preference",),
+    "kto": ("kto",),
+    "kto_tag": ("kto",),
     "text": ("cpt",),
     "lines": ("cpt",),
     "document": ("cpt",),
@@ -44,6 +46,10 @@ def detect_format(row: dict[str, Any], kind: str) -> str | None:
         return "probes"
     if "chosen" in keys and "rejected" in keys:
         return "sharegpt_preference" if "conversations" in keys else "preference"
+    if "prompt" in keys and "completion" in keys and "label" in keys:
+        return "kto"
+    if "kto_tag" in keys and ("messages" in keys or "conversations" in keys):
+        return "kto_tag"
     if "messages" in keys:
         return "messages"
     if "conversations" in keys:
@@ -131,15 +137,28 @@ def _alpaca(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     return {"messages": msgs}, {"instruction", "input", "output", "system", "history"}
 
 
+UNPAIRED = ("the row carries a {key} (unpaired preference, KTO): as chat rows its undesirable completions would "
+            "become training targets; ingest it with --kind kto")
+
+
+def _refuse_unpaired(row: dict[str, Any]) -> None:
+    for key in ("kto_tag", "label"):
+        if key in row and isinstance(row[key], bool):
+            raise RowError(UNPAIRED.format(key=key))
+
+
 def _chat(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    _refuse_unpaired(row)
     return {"messages": _messages(row["messages"], "messages")}, {"messages"}
 
 
 def _sharegpt_chat(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    _refuse_unpaired(row)
     return {"messages": _system(row) + _sharegpt(row["conversations"])}, {"conversations", "system"}
 
 
 def _prompt_completion(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    _refuse_unpaired(row)
     msgs = _as_turns(row["prompt"], "user", "prompt") + _as_turns(row["completion"], "assistant", "completion")
     return {"messages": msgs}, {"prompt", "completion"}
 
@@ -169,6 +188,29 @@ def _sharegpt_preference(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]
     }, {"conversations", "chosen", "rejected", "system"}
 
 
+def _kto(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """TRL's unpaired preference: prompt, completion, label (conversational or plain strings)."""
+    label = row["label"]
+    if not isinstance(label, bool):
+        raise RowError(f"label: expected true or false, got {label!r}")
+    prompt = _system(row) + _as_turns(row["prompt"], "user", "prompt")
+    return {"prompt": prompt, "completion": _as_turns(row["completion"], "assistant", "completion"),
+            "label": label}, {"prompt", "completion", "label", "system"}
+
+
+def _kto_tag(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """LLaMA-Factory's KTO rows: a conversation whose last assistant turn is the completion, and kto_tag."""
+    tag = row["kto_tag"]
+    if not isinstance(tag, bool):
+        raise RowError(f"kto_tag: expected true or false, got {tag!r}")
+    msgs = _system(row) + (_sharegpt(row["conversations"]) if "conversations" in row
+                           else _messages(row["messages"], "messages"))
+    if not msgs or msgs[-1].get("role") != "assistant":
+        raise RowError("kto_tag: the conversation must end with the assistant turn the tag judges")
+    return ({"prompt": msgs[:-1], "completion": msgs[-1:], "label": tag},
+            {"conversations", "messages", "kto_tag", "system"})
+
+
 def _text(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     if row["text"] is None:  # same reason the column check gives a null text
         raise RowError("empty text")
@@ -186,6 +228,8 @@ CONVERTERS: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], set[str]]
     "prompt_completion": _prompt_completion,
     "preference": _preference,
     "sharegpt_preference": _sharegpt_preference,
+    "kto": _kto,
+    "kto_tag": _kto_tag,
     "text": _text,
     "probes": _probes,
 }
@@ -193,6 +237,7 @@ REQUIRED_KEYS = {
     "messages": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"), "preference": ("chosen", "rejected"),
     "sharegpt_preference": ("conversations", "chosen", "rejected"), "text": ("text",), "probes": ("type",),
+    "kto": ("prompt", "completion", "label"), "kto_tag": ("kto_tag",),
 }
 
 

@@ -92,6 +92,10 @@ class _FileIngest:
 
     def check_kind(self) -> None:
         kinds = FORMAT_KINDS[self.fmt]
+        if self.kind not in kinds and kinds == ("kto",):
+            raise DatakitError(f"{self.path}: rows in format {self.fmt} are unpaired preference (a completion and a "
+                               f"desirable/undesirable label); as {self.kind} rows the undesirable completions would "
+                               "be trained on or paired wrongly: use --kind kto (train it with a kto stage)")
         if self.kind not in kinds:
             raise DatakitError(
                 f"{self.path}: rows in format {self.fmt} make {'/'.join(kinds)} records, not {self.kind}; "

@@ -108,6 +108,10 @@ MESSAGE_COLUMNS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("chosen", {"last": ("assistant",), "need_user": False, "need_assistant": True, "only": "assistant"}),
         ("rejected", {"last": ("assistant",), "need_user": False, "need_assistant": True, "only": "assistant"}),
     ],
+    "kto": [
+        ("prompt", {"last": ("user", "tool"), "need_user": True, "need_assistant": False}),
+        ("completion", {"last": ("assistant",), "need_user": False, "need_assistant": True, "only": "assistant"}),
+    ],
 }
 
 
@@ -149,6 +153,8 @@ def rules_for(kind: str) -> list[pl.Expr]:
         ]
     if kind == "preference":
         return [pl.when(pl.col("chosen") == pl.col("rejected")).then(pl.lit("chosen and rejected are identical"))]
+    if kind == "kto":
+        return [pl.when(pl.col("label").is_null()).then(pl.lit("label is missing (true: desirable, false: not)"))]
     if kind == "probes":
         return _probe_rules()
     raise ValueError(f"unknown kind {kind!r}")

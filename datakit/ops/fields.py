@@ -20,7 +20,7 @@ def _turns(col: str, role: str | None) -> pl.Expr:
 def text_expr(kind: str, field: str = "auto") -> pl.Expr:
     """An expression giving each row's text for comparison; `auto` picks the kind's natural field."""
     if field == "auto":
-        field = {"cpt": "text", "preference": "prompt", "probes": "text"}.get(kind, "first_user")
+        field = {"cpt": "text", "preference": "prompt", "kto": "prompt", "probes": "text"}.get(kind, "first_user")
     if kind == "cpt":
         if field != "text":
             raise DatakitError(f"cpt rows have only a text field; drop --field {field}")
@@ -46,6 +46,9 @@ def text_expr(kind: str, field: str = "auto") -> pl.Expr:
     elif kind == "preference":
         exprs = {"prompt": _turns("prompt", None), "chosen": _turns("chosen", None),
                  "conversation": pl.concat_str(_turns("prompt", None), pl.lit("\n"), _turns("chosen", None))}
+    elif kind == "kto":
+        exprs = {"prompt": _turns("prompt", None), "completion": _turns("completion", None),
+                 "conversation": pl.concat_str(_turns("prompt", None), pl.lit("\n"), _turns("completion", None))}
     else:
         raise DatakitError(f"unknown kind {kind!r}")
     if field not in exprs:

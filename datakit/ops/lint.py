@@ -28,7 +28,7 @@ from datakit.text import guess_lang, tokens
 Level = Literal["error", "warning", "info"]
 COPY_SHARE_MAX = 0.05
 MESSAGE_COLUMNS = {"sft": ["messages"], "identity": ["messages"], "magpie": ["messages"],
-                   "preference": ["prompt", "chosen", "rejected"]}
+                   "preference": ["prompt", "chosen", "rejected"], "kto": ["prompt", "completion"]}
 COMPANIES = {"OpenAI", "Anthropic", "Google", "Meta", "Alibaba", "Baidu", "Microsoft", "xAI", "Cohere", "Naver",
              "Kakao", "Upstage", "01.AI", "Zhipu", "Moonshot", "DeepSeek", "Tongyi"}
 GENERIC = {  # what to write instead of the name, per row language

@@ -34,7 +34,7 @@ from datakit.registry.store import Registry
 from datakit.schemas import FRAME_SCHEMAS, Manifest, check_name, stored_schema
 from datakit.specfile import load_spec_file
 
-OUTPUT_KIND = {"sft": "sft", "identity": "sft", "magpie": "sft", "cpt": "cpt", "preference": "preference"}
+OUTPUT_KIND = {"sft": "sft", "identity": "sft", "magpie": "sft", "cpt": "cpt", "preference": "preference", "kto": "kto"}
 SOURCES_FILE = "mix_sources.parquet"
 
 

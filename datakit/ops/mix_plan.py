@@ -146,6 +146,9 @@ def estimate_tokens(kind: str, df: pl.DataFrame) -> np.ndarray:
     elif kind == "preference":  # a DPO step reads prompt+chosen and prompt+rejected
         expr = sum(_estimate(_contents(c)) + TOKENS_PER_MESSAGE * pl.col(c).list.len() * k
                    for c, k in (("prompt", 2), ("chosen", 1), ("rejected", 1)))
+    elif kind == "kto":
+        expr = sum(_estimate(_contents(c)) + TOKENS_PER_MESSAGE * pl.col(c).list.len()
+                   for c in ("prompt", "completion"))
     else:
         expr = _estimate(_contents("messages")) + TOKENS_PER_MESSAGE * pl.col("messages").list.len()
     return df.select(expr.cast(pl.Int64)).to_series().to_numpy()
@@ -163,7 +166,11 @@ def load_tokenizer(path: str):  # noqa: ANN201 (transformers is imported lazily)
 
 
 def _messages(rows: list[list[dict] | None]) -> list[list[dict]]:
-    return [[{k: v for k, v in m.items() if v is not None} for m in (r or [])] for r in rows]
+    """Stored message lists as the trainers render them (arguments as objects, content always present)."""
+    from datakit.io.export import engine_messages
+    from datakit.registry.rows import decode_messages
+
+    return [engine_messages(decode_messages(r or [])) for r in rows]
 
 
 def tokenizer_tokens(kind: str, df: pl.DataFrame, tok, batch: int = 1024) -> np.ndarray:  # noqa: ANN001
@@ -183,6 +190,9 @@ def tokenizer_tokens(kind: str, df: pl.DataFrame, tok, batch: int = 1024) -> np.
             chosen, rejected = (chat([p + a for p, a in zip(prompt, _messages(part[c].to_list()))])
                                 for c in ("chosen", "rejected"))
             out += [a + b for a, b in zip(chosen, rejected)]
+        elif kind == "kto":
+            prompt, completion = _messages(part["prompt"].to_list()), _messages(part["completion"].to_list())
+            out += chat([p + c for p, c in zip(prompt, completion)])
         else:
             out += chat(_messages(part["messages"].to_list()))
     return np.asarray(out, dtype=np.int64)

@@ -13,7 +13,8 @@ from datakit.schemas import Manifest
 from datakit.text import normalize_expr
 
 MESSAGE_LISTS = {"sft": ["messages"], "identity": ["messages"], "magpie": ["messages"],
-                 "preference": ["prompt", "chosen", "rejected"], "probes": ["messages"]}
+                 "preference": ["prompt", "chosen", "rejected"], "kto": ["prompt", "completion"],
+                 "probes": ["messages"]}
 TEXTS = {"cpt": ["text"], "probes": ["prompt", "expect", "text"]}
 
 

@@ -92,6 +92,11 @@ def _strip_nulls(v: Any) -> Any:
     return v
 
 
+def decode_messages(messages: Any) -> Any:
+    """A stored message list as records hold it: unset fields dropped, tool-call arguments as objects."""
+    return _map_arguments(_strip_nulls(messages), _decode_arguments)
+
+
 def frame_to_records(kind: str, df: pl.DataFrame) -> Iterator[dict[str, Any]]:
     """Stored rows back to record dicts: JSON fields decoded, absent (null) fields dropped."""
     for row in df.iter_rows(named=True):

@@ -183,6 +183,10 @@ def trainer_args(job: StageJob, has_valid: bool, steps: int) -> Any:
         from trl import DPOConfig
 
         return DPOConfig(beta=t.dpo_beta, **common)
+    if stage == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig(beta=t.dpo_beta, **common)
     from trl import SFTConfig
 
     # cpt trains on every token; sft labels arrive already masked, so TRL must not mask again.
@@ -218,6 +222,8 @@ def build_trainer(job: StageJob) -> tuple[Any, dict[str, Any]]:
     args = trainer_args(job, valid is not None, plan.steps)
     if stage == "dpo":
         from trl import DPOTrainer as Engine
+    elif stage == "kto":
+        from trl import KTOTrainer as Engine
     else:
         from trl import SFTTrainer as Engine
     trainer = Engine(model=model, args=args, train_dataset=train, eval_dataset=valid, processing_class=tok,

@@ -44,8 +44,9 @@ class MetricsCallback(TrainerCallback):
             row.update(train_loss=logs["loss"], lr=logs.get("learning_rate"), tokens_per_s=self._tokens_per_s(state))
         if "train_loss" in logs:  # the end-of-training summary: the mean over the run
             row["train_loss_mean"] = logs["train_loss"]
-        # DPO's preference metrics (rewards/margins, eval_rewards/accuracies, ...) under flat names
-        row.update({k.replace("/", "_"): v for k, v in logs.items() if "rewards/" in k})
+        # DPO's and KTO's preference metrics (rewards/margins, eval_rewards/accuracies, logps/chosen, kl ...) under
+        # flat names
+        row.update({k.replace("/", "_"): v for k, v in logs.items() if "rewards/" in k or "logps/" in k or k == "kl"})
         if len(row) > 3:
             self.metrics.write(**row)
 

@@ -15,7 +15,8 @@ from datakit.errors import DatakitError
 from datakit.train.chat_mask import target_mask
 from datakit.train.job import StageJob
 
-COLUMNS = {"cpt": ["text"], "sft": ["messages"], "dpo": ["prompt", "chosen", "rejected"]}
+COLUMNS = {"cpt": ["text"], "sft": ["messages"], "dpo": ["prompt", "chosen", "rejected"],
+           "kto": ["prompt", "completion", "label"]}
 
 
 def load_splits(job: StageJob) -> tuple[Any, Any | None]:
@@ -50,8 +51,9 @@ def _lengths(stage: str, tok: Any, row: dict) -> int:
         return len(tok(row["text"])["input_ids"]) + 1  # TRL appends the eos token
     if stage == "sft":
         return len(row["input_ids"])
+    answers = ("completion",) if stage == "kto" else ("chosen", "rejected")
     return max(len(tok.apply_chat_template(row["prompt"] + row[k], tokenize=True, return_dict=True)["input_ids"])
-               for k in ("chosen", "rejected"))
+               for k in answers)
 
 
 def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, list[int], int]:
@@ -64,7 +66,7 @@ def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, list[int], int]:
         ds = ds.map(lambda r: assistant_labels(tok, r["messages"], r.get("tools")), remove_columns=ds.column_names)
     else:
         ds = ds.select_columns(COLUMNS[stage])
-    if stage == "dpo":
+    if stage in ("dpo", "kto"):
         ds = _drop_full_prompts(job, tok, ds)
     lengths = [_lengths(stage, tok, r) for r in ds]
     long_rows = sum(n > limit for n in lengths)
@@ -77,14 +79,14 @@ def prepare(job: StageJob, tok: Any, ds: Any) -> tuple[Any, list[int], int]:
 
 
 def _drop_full_prompts(job: StageJob, tok: Any, ds: Any) -> Any:
-    """TRL's DPOTrainer silently drops pairs whose prompt alone fills max_length: drop them here, counted."""
+    """TRL's DPO and KTO trainers silently drop rows whose prompt alone fills max_length: drop them here, counted."""
     limit = job.stage.train.max_seq_len
     keep = [i for i, r in enumerate(ds) if len(tok.apply_chat_template(
         r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]) < limit]
     dropped = len(ds) - len(keep)
     if dropped:
-        job.metrics.write(warning="dpo_prompts_fill_max_seq_len", rows=dropped, max_seq_len=limit, stage="dpo")
+        job.metrics.write(warning="prompts_fill_max_seq_len", rows=dropped, max_seq_len=limit, stage=job.stage.stage)
     if not keep:
-        raise DatakitError(f"dpo: all {dropped} prompts in a split are at least max_seq_len={limit} tokens long, so "
+        raise DatakitError(f"{job.stage.stage}: all {dropped} prompts in a split are at least max_seq_len={limit} tokens long, so "
                            "no answer token would be trained; raise train.max_seq_len or shorten the prompts")
     return ds.select(keep) if dropped else ds

@@ -172,7 +172,7 @@ def _render_rows(tokenizer, kind: str, rows: list[dict], eot: str | None) -> tup
                 problems["render"].setdefault("no 'text' string field", []).append(i)
             continue
         convos = ([row.get("prompt", []) + row.get(k, []) for k in ("chosen", "rejected")] if kind == "preference"
-                  else [row.get("messages")])
+                  else [row.get("prompt", []) + row.get("completion", [])] if kind == "kto" else [row.get("messages")])
         rendered = []
         for messages in convos:
             if not isinstance(messages, list) or not messages:

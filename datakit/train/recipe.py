@@ -64,7 +64,7 @@ class TrainSpec(_Spec):
         "recompute each layer's activations in the backward pass: far less activation memory, ~30% slower; "
         "omitted: on for hf on a GPU, off elsewhere"))
     packing: bool = Field(False, description="pack short rows into full sequences (HF backend)")
-    dpo_beta: float = Field(0.1, gt=0, description="DPO temperature")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO and KTO temperature (beta)")
     train_embeddings: bool = Field(False, description=(
         "also train embedding and output rows (needed when the end-of-turn token was never trained; LoRA alone cannot)"))
 
@@ -78,7 +78,8 @@ class TrainSpec(_Spec):
 
 
 class StageSpec(_Spec):
-    stage: Literal["cpt", "sft", "dpo"]
+    stage: Literal["cpt", "sft", "dpo", "kto"] = Field(description=(
+        "kto: unpaired preference (kind kto) with TRL's KTOTrainer, hf backend only"))
     data: str = Field(description="registry ref (name@v2) or a mixture YAML path")
     method: Literal["lora", "dora", "full"] = Field("lora", description=(
         "lora; dora (a learned magnitude per output row; peft use_dora, mlx-lm dora); or full fine-tuning of every "
@@ -109,10 +110,10 @@ class RecipeSpec(_Spec):
 
     @model_validator(mode="after")
     def _order(self) -> RecipeSpec:
-        rank = {"cpt": 0, "sft": 1, "dpo": 2}
+        rank = {"cpt": 0, "sft": 1, "dpo": 2, "kto": 2}
         order = [rank[s.stage] for s in self.stages]
         if order != sorted(order):
-            raise ValueError(f"stages run cpt -> sft -> dpo; got {' -> '.join(s.stage for s in self.stages)}")
+            raise ValueError(f"stages run cpt -> sft -> dpo/kto; got {' -> '.join(s.stage for s in self.stages)}")
         return self
 
 

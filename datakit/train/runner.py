@@ -33,7 +33,7 @@ from datakit.train.recipe import RecipeSpec, StageSpec
 
 log = logging.getLogger(__name__)
 BACKEND_PACKAGES = {"mlx": ["mlx", "mlx-lm"], "hf": ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]}
-STAGE_KINDS = {"cpt": ("cpt",), "sft": ("sft", "identity", "magpie"), "dpo": ("preference",)}
+STAGE_KINDS = {"cpt": ("cpt",), "sft": ("sft", "identity", "magpie"), "dpo": ("preference",), "kto": ("kto",)}
 
 
 class StagePlan(BaseModel):
@@ -108,6 +108,9 @@ def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | N
             continue
         if m.kind not in STAGE_KINDS[st.stage]:
             problems.append(f"stages.{i}: a {st.stage} stage needs {'/'.join(STAGE_KINDS[st.stage])} data; {m.ref} is {m.kind}")
+        if st.stage == "kto" and recipe.backend != "hf":
+            problems.append(f"stages.{i}: kto stages train with TRL's KTOTrainer on the hf backend (mlx-lm has no "
+                            "KTO); set backend: hf, or pair the rows for a dpo stage")
         rows = _split_rows(reg, m)
         if st.train.early_stopping and rows["valid"] == 0:
             problems.append(f"stages.{i}: early stopping needs a validation split; {m.ref} has none "
