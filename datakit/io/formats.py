@@ -24,6 +24,7 @@ FORMAT_KINDS: dict[str, tuple[str, ...]] = {
     "kto": ("kto",),
     "kto_tag": ("kto",),
     "text": ("cpt",),
+    "text_pair": ("cpt",),
     "lines": ("cpt",),
     "document": ("cpt",),
     "probes": ("probes",),
@@ -61,6 +62,24 @@ def detect_format(row: dict[str, Any], kind: str) -> str | None:
     if "text" in keys:
         return "text"
     return None
+
+
+KNOWN_SHAPES = ("messages (chat), conversations (sharegpt), instruction + output (alpaca), prompt + completion, "
+                "prompt + chosen + rejected (preference), prompt + completion + label or kto_tag (kto), text (cpt), "
+                "type (probes)")
+
+
+def unsupported_reason(row: dict[str, Any]) -> str:
+    """Why no format fits a row, and what to do: named for the shapes people actually bring."""
+    keys = set(row)
+    if {"completions", "labels"} <= keys:
+        return ("These are stepwise-supervision rows (TRL: prompt, completions, labels per step) for process reward "
+                "models; datakit has no kind for them. Keep the steps you trust as sft rows (one assistant turn), "
+                "or train them with TRL's PRMTrainer directly")
+    if keys & {"prompt"} and not keys & {"completion", "chosen", "rejected"}:
+        return ("These are prompt-only rows (no answer to train on). Use them as eval probes (add a type, e.g. "
+                "\"type\": \"knowledge\" with expect) or as seeds for generation (datakit synth)")
+    return f"Known row shapes: {KNOWN_SHAPES}; rename the keys, or pass --format to say which shape they are"
 
 
 def _str(v: Any, where: str) -> str:
@@ -160,7 +179,18 @@ def _sharegpt_chat(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
 def _prompt_completion(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     _refuse_unpaired(row)
     msgs = _as_turns(row["prompt"], "user", "prompt") + _as_turns(row["completion"], "assistant", "completion")
-    return {"messages": msgs}, {"prompt", "completion"}
+    out: dict[str, Any] = {"messages": msgs}
+    if isinstance(row["prompt"], str) and isinstance(row["completion"], str):  # TRL's standard (not chat) form
+        out["meta"] = {"converted": ["prompt and completion strings became a user turn and an assistant turn (TRL's "
+                                     "standard form is a continuation: --kind cpt --format text_pair keeps it one "
+                                     "text)"]}
+    return out, {"prompt", "completion"}
+
+
+def _text_pair(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """TRL's standard prompt-completion as one continuation text; where the completion starts is kept."""
+    prompt, completion = _str(row["prompt"], "prompt"), _str(row["completion"], "completion")
+    return {"text": prompt + completion, "meta": {"completion_start": len(prompt)}}, {"prompt", "completion"}
 
 
 def _preference(row: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
@@ -231,13 +261,14 @@ CONVERTERS: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], set[str]]
     "kto": _kto,
     "kto_tag": _kto_tag,
     "text": _text,
+    "text_pair": _text_pair,
     "probes": _probes,
 }
 REQUIRED_KEYS = {
     "messages": ("messages",), "sharegpt": ("conversations",), "alpaca": ("instruction", "output"),
     "prompt_completion": ("prompt", "completion"), "preference": ("chosen", "rejected"),
     "sharegpt_preference": ("conversations", "chosen", "rejected"), "text": ("text",), "probes": ("type",),
-    "kto": ("prompt", "completion", "label"), "kto_tag": ("kto_tag",),
+    "kto": ("prompt", "completion", "label"), "kto_tag": ("kto_tag",), "text_pair": ("prompt", "completion"),
 }
 
 
@@ -309,6 +340,8 @@ def normalize_messages(msgs: Any, field: str, converted: list[str]) -> Any:
         if isinstance(m.get("tool_calls"), list):
             m["tool_calls"] = [_tool_call(c, f"{where} tool call {j}", converted)
                                for j, c in enumerate(m["tool_calls"], 1)]
+            if m.get("content") == "":  # exports write "" for templates; a call-only turn has no content either way
+                m["content"] = None
         if "train" in m:  # axolotl's per-turn flag: only assistant turns are ever targets here
             flag = m.pop("train")
             if flag and m.get("role") != "assistant":
@@ -331,7 +364,8 @@ def convert_row(row: Any, fmt: str, kind: str, origin: dict[str, Any]) -> dict[s
     if missing:
         raise RowError(f"missing {', '.join(missing)} for format {fmt} (row has {', '.join(sorted(row)) or 'no keys'})")
     rec, used = CONVERTERS[fmt](row)
-    converted: list[str] = []
+    made = rec.pop("meta", {})
+    converted: list[str] = list(made.pop("converted", []))
     for k in MESSAGE_LISTS:
         if k in rec:
             rec[k] = normalize_messages(rec[k], k, converted)
@@ -348,6 +382,7 @@ def convert_row(row: Any, fmt: str, kind: str, origin: dict[str, Any]) -> dict[s
             rec["id"] = v
         else:
             meta["source_id" if k == "id" else k] = v
+    meta.update(made)
     if converted:
         meta["converted"] = converted
     meta["origin"] = origin

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 
 from datakit.errors import DatakitError
-from datakit.io.formats import FORMAT_KINDS, FORMATS, RowError, convert_row, detect_format
+from datakit.io.formats import FORMAT_KINDS, FORMATS, RowError, convert_row, detect_format, unsupported_reason
 from datakit.io.readers import ArrowBatch, FileStats, Item, RowBatch, open_batches, parse_line
 from datakit.io.validate import REASON, check_frame
 from datakit.registry.rows import records_to_frame
@@ -84,10 +84,8 @@ class _FileIngest:
             return
         found = detect_format(first, self.kind)
         if found is None:
-            raise DatakitError(
-                f"{self.path}: cannot tell the row format from its keys ({', '.join(sorted(first))}); "
-                f"pass --format with one of {', '.join(f for f in FORMATS if f != 'auto')}"
-            )
+            raise DatakitError(f"{self.path}: cannot tell the row format from its keys ({', '.join(sorted(first))}). "
+                               + unsupported_reason(first))
         self.fmt = found
 
     def check_kind(self) -> None:

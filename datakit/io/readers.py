@@ -77,14 +77,38 @@ def parse_line(raw: bytes, line: int) -> Item:
         return Item(None, text, line=line, error=f"invalid JSON: {e}")
 
 
+COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
+
+
+def _open_lines(path: Path, st: FileStats):  # noqa: ANN202 (a binary file-like object)
+    """The file's bytes, decompressed when it is .gz/.zst/.bz2. The file's sha256 is of the bytes as stored."""
+    codec = COMPRESSION.get(path.suffix.lower())
+    if codec is None:
+        return open(path, "rb"), True
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            st.hasher.update(block)
+    st.bytes = path.stat().st_size
+    try:
+        return pa.CompressedInputStream(pa.OSFile(str(path)), codec), False
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DatakitError(f"{path}: cannot open as {codec} ({e}); is the file really {path.suffix}?") from None
+
+
 def jsonl_batches(path: Path, st: FileStats, *, columnar: bool) -> Iterator[RowBatch | ArrowBatch]:
     """Blocks of whole lines; a block that parses as a table is an ArrowBatch, else rows one by one."""
     line_no, tail = 0, b""
-    with open(path, "rb") as f:
+    f, plain = _open_lines(path, st)
+    with f:
         while True:
-            block = f.read(BLOCK_BYTES)
-            st.hasher.update(block)
-            st.bytes += len(block)
+            try:
+                block = f.read(BLOCK_BYTES)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise DatakitError(f"{path}: the compressed stream is broken after line {line_no} ({e}); "
+                                   "the rows before it were read, re-download or re-compress the file") from None
+            if plain:
+                st.hasher.update(block)
+                st.bytes += len(block)
             data = tail + block
             if block:  # keep the unfinished last line for the next block
                 cut = data.rfind(b"\n") + 1
@@ -124,11 +148,15 @@ def _jsonl_batch(raws: list[bytes], lines: list[int], columnar: bool, st: FileSt
 
 def json_batches(path: Path, st: FileStats) -> Iterator[RowBatch | ArrowBatch]:
     """A JSON array (one row per element) or, if the file is really JSONL, its lines."""
-    data = path.read_bytes()
-    st.hasher.update(data)
-    st.bytes = len(data)
+    f, plain = _open_lines(path, st)
+    with f:
+        data = f.read()
+    data = bytes(data) if not isinstance(data, bytes) else data
+    if plain:
+        st.hasher.update(data)
+        st.bytes = len(data)
     if not data.lstrip().startswith(b"["):
-        st.hasher, st.bytes = hashlib.sha256(), 0
+        st.hasher, st.bytes = hashlib.sha256(), 0  # the line reader reads (and hashes) the file again
         yield from jsonl_batches(path, st, columnar=True)
         return
     try:
@@ -214,10 +242,76 @@ def text_batches(path: Path, st: FileStats, *, per_line: bool) -> Iterator[RowBa
     yield RowBatch(items)
 
 
+HF_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "dev": "valid", "test": "test"}
+
+
+def _arrow_files(path: Path) -> list[tuple[Path, str | None]]:
+    """(arrow file, split) of a datasets `save_to_disk` folder (Dataset or DatasetDict), or one .arrow file."""
+    if path.is_file():
+        return [(path, None)]
+    if (path / "dataset_dict.json").is_file():
+        splits = orjson.loads((path / "dataset_dict.json").read_bytes()).get("splits", [])
+        return [(f, s) for s in splits for f, _ in _arrow_files(path / s)]
+    state = path / "state.json"
+    files = [path / d["filename"] for d in orjson.loads(state.read_bytes()).get("_data_files", [])]
+    return [(f, None) for f in files]
+
+
+def _is_json(t: pa.DataType) -> bool:
+    return isinstance(t, pa.JsonType) or (pa.types.is_list(t) and isinstance(t.value_type, pa.JsonType))
+
+
+def _arrow_reader(f: Path) -> Iterator[pa.RecordBatch]:
+    """datasets writes the IPC stream format; other tools write the file format."""
+    try:
+        return iter(pa.ipc.open_stream(pa.memory_map(str(f))))
+    except pa.ArrowInvalid:
+        try:
+            reader = pa.ipc.open_file(pa.memory_map(str(f)))
+            return (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid as e:
+            raise DatakitError(f"{f}: not an Arrow IPC file ({e}); pass a datasets save_to_disk folder, an "
+                               ".arrow file, or export it as JSONL/Parquet") from None
+
+
+def arrow_batches(path: Path, st: FileStats) -> Iterator[RowBatch]:
+    """Rows of Arrow IPC files (a `save_to_disk` folder's shards, in split order). JSON-typed columns (datasets'
+    Json feature) are decoded; a DatasetDict's split names become the rows' `split` (validation -> valid)."""
+    row = 0
+    for f, split in _arrow_files(path):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                st.hasher.update(block)
+        st.bytes += f.stat().st_size
+        for batch in _arrow_reader(f):
+            decode = [n for n, t in zip(batch.schema.names, batch.schema.types) if _is_json(t)]
+            items = []
+            for obj in batch.to_pylist():
+                row += 1
+                for k in decode:
+                    v = obj.get(k)
+                    obj[k] = [orjson.loads(x) for x in v] if isinstance(v, list) else orjson.loads(v) if v else v
+                if split is not None and "split" not in obj:
+                    obj["split" if split in HF_SPLITS else "hf_split"] = HF_SPLITS.get(split, split)
+                items.append(Item(obj, orjson.dumps(obj, default=str).decode(), row=row))
+            yield RowBatch(items)
+
+
 def open_batches(path: Path, fmt: str, st: FileStats) -> Iterator[RowBatch | ArrowBatch]:
-    suffix = path.suffix.lower()
+    compressed = path.suffix.lower() in COMPRESSION
+    suffix = Path(path.stem).suffix.lower() if compressed else path.suffix.lower()
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            return arrow_batches(path, st)
+        raise DatakitError(f"{path}: a folder, but not a datasets save_to_disk folder (no dataset_dict.json or "
+                           "state.json); pass the files inside it")
     if not path.is_file():
-        raise DatakitError(f"{path}: no such file; check the path (directories are not read, pass files)")
+        raise DatakitError(f"{path}: no such file; check the path")
+    if suffix == ".arrow":
+        return arrow_batches(path, st)
+    if compressed and suffix not in (".jsonl", ".ndjson", ".json"):
+        raise DatakitError(f"{path}: compressed {suffix or 'data'} is not read; .jsonl/.json may be compressed "
+                           f"({', '.join(COMPRESSION)}); decompress it first")
     if fmt in ("lines", "document") or suffix in (".txt", ".md", ".markdown"):
         return text_batches(path, st, per_line=fmt == "lines")
     if suffix in (".jsonl", ".ndjson"):
@@ -229,6 +323,7 @@ def open_batches(path: Path, fmt: str, st: FileStats) -> Iterator[RowBatch | Arr
     if suffix == ".csv":
         return csv_batches(path, st)
     raise DatakitError(
-        f"{path}: unknown file type {suffix or '(none)'}; use .jsonl, .json, .parquet, .csv, .txt or .md, "
-        "or pass --format lines / --format document for plain text"
+        f"{path}: unknown file type {suffix or '(none)'}; use .jsonl, .json (either may be .gz/.zst/.bz2), "
+        ".parquet, .csv, .txt, .md, .arrow or a datasets save_to_disk folder, or pass --format lines / "
+        "--format document for plain text"
     )
