@@ -54,6 +54,10 @@ def export(
         emit_json(info)
     else:
         out.print(f"wrote {info['rows']} rows of {info['ref']} as {fmt} to {out_path}")
+        for kind, s in (info.get("skipped") or {}).items():
+            out.print(f"  skipped {s['count']} {kind} probes: {s['reason']}", markup=False)
+        if "run" in info:
+            out.print(f"  run: {info['run']}", markup=False, highlight=False)
         if "preflight" in info:
             out.print(info["preflight"]["text"])
     if "preflight" in info and not info["preflight"]["ok"]:

@@ -1,6 +1,6 @@
 """lm-eval-harness beside datakit's own probes: local tasks from probes, and standard tasks, on the same model.
 
-    folder = write_local_task(probes, Path("evals/tasks"), task_name="acme")   # acme_choice, acme_knowledge
+    write_local_task(probes, Path("evals/tasks"), task_name="acme")   # lmeval_tasks.py: acme_choice, acme_knowledge
     out = run_tasks(["acme_choice", "hellaswag"], model=Path("models/base"), adapter=Path("runs/1/adapter"),
                     out_dir=Path("evals/tuned"), include_path=folder)
     out["tasks"]["acme_choice"] == {"status": "ok", "metrics": {"acc,none": 0.8, ...}}
@@ -21,91 +21,10 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
-CHOICE_TYPES, KNOWLEDGE_TYPES = ("choice",), ("knowledge",)
-MAX_GEN_TOKS = 64
 # Words in an exception chain that mean "the data or the task's files had to come from the network".
 OFFLINE_SIGNS = ("offline", "connection", "couldn't reach", "could not reach", "localentrynotfound",
                  "not found on the hub", "doesn't exist on the hub", "max retries", "name resolution",
                  "datasetnotfound")
-
-
-def _yaml(cfg: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
-
-
-def _end_of_turn_text(model_dir: Path | None) -> str | None:
-    if model_dir is None:
-        return None
-    from transformers import AutoTokenizer
-
-    from datakit.train.stopcheck import end_of_turn
-
-    return end_of_turn(AutoTokenizer.from_pretrained(str(model_dir)))
-
-
-def _task_cfg(name: str, data: Path, output_type: str) -> dict[str, Any]:
-    # A `json` dataset has a single `train` split; test_split must name it or the task has no docs.
-    return {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"train": str(data.resolve())}},
-            "test_split": "train", "output_type": output_type, "num_fewshot": 0, "doc_to_text": "prompt"}
-
-
-def write_local_task(probes: list[dict[str, Any]], out_dir: Path, *, task_name: str,
-                     tokenizer_dir: Path | None = None) -> Path:
-    """Write `<task_name>_choice` (multiple_choice, acc) and `<task_name>_knowledge` (generate_until,
-    exact_match) task folders under `out_dir`, one per probe type present; returns `out_dir`.
-
-    Choice continuations are written exactly as datakit scores them (" " + choice unless the prompt ends
-    in whitespace, target_delimiter ""), so lm-eval's acc equals datakit's choice accuracy.
-    Knowledge probes stop on the end-of-turn text of `tokenizer_dir`'s chat template (else a blank line).
-    """
-    from datakit.evals.scorers import probe_prompt
-
-    choice = [p for p in probes if p.get("type") in CHOICE_TYPES]
-    knowledge = [p for p in probes if p.get("type") in KNOWLEDGE_TYPES]
-    if not choice and not knowledge:
-        types = sorted({str(p.get("type")) for p in probes})
-        raise DatakitError(f"write_local_task {task_name}: no choice or knowledge probes among {len(probes)} "
-                           f"(types {types}); lm-eval tasks are made from those two types only")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if choice:
-        rows = []
-        for p in choice:
-            ctx = probe_prompt(p)
-            sep = "" if not ctx or ctx[-1].isspace() else " "
-            rows.append({"id": str(p.get("id")), "prompt": ctx, "choices": [sep + c for c in p["choices"]],
-                         "answer": int(p["answer"])})
-        name = f"{task_name}_choice"
-        data = _write_rows(out_dir / name, rows)
-        cfg = _task_cfg(name, data, "multiple_choice") | {
-            "doc_to_choice": "choices", "doc_to_target": "answer", "target_delimiter": "",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
-        (out_dir / name / f"{name}.yaml").write_text(_yaml(cfg))
-    if knowledge:
-        rows = [{"id": str(p.get("id")), "prompt": probe_prompt(p), "target": (p.get("accept") or [p["expect"]])[0]}
-                for p in knowledge]
-        name = f"{task_name}_knowledge"
-        data = _write_rows(out_dir / name, rows)
-        end = _end_of_turn_text(tokenizer_dir)
-        # Without an explicit `until` lm-eval stops at "\n\n"; a chat model stops on its end-of-turn text.
-        until = [end] if end else ["\n\n"]
-        cfg = _task_cfg(name, data, "generate_until") | {
-            "doc_to_target": "target",
-            "generation_kwargs": {"until": until, "do_sample": False, "max_gen_toks": MAX_GEN_TOKS},
-            "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"},
-                                                         {"function": "take_first"}]}],
-            "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                             "ignore_case": True, "ignore_punctuation": True}]}
-        (out_dir / name / f"{name}.yaml").write_text(_yaml(cfg))
-    return out_dir
-
-
-def _write_rows(folder: Path, rows: list[dict[str, Any]]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    data = folder / "data.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return data
 
 
 def hflm_args(model: Path, adapter: Path | None, *, batch_size: int = 8, device: str | None = None) -> dict[str, Any]:
@@ -164,12 +83,13 @@ def _metrics(res: dict[str, Any], task: str) -> dict[str, Any]:
 
 def run_tasks(tasks: list[str], *, model: Path, adapter: Path | None, out_dir: Path, include_path: Path | None = None,
               limit: int | None = None, apply_chat_template: bool = False, cache: bool = False,
-              batch_size: int = 8, device: str | None = None) -> dict[str, Any]:
+              batch_size: int = 8, device: str | None = None, log_samples: bool = False) -> dict[str, Any]:
     """Run lm-eval tasks on `model` (+ LoRA `adapter`) through `simple_evaluate`, one task at a time so a
     task that cannot load (no network, unknown name) is reported and the rest still run.
 
     Returns {"tasks": {task: {"status": "ok", "metrics": {...}} | {"status": ..., "reason": ...}},
-    "settings": {...}}; the settings record the chat-template and few-shot choices that move scores.
+    "settings": {...}}; the settings record the chat-template and few-shot choices that move scores. With
+    `log_samples`, each ok task also lists its documents: {"id", "output", <metric>: value}.
     """
     try:
         import lm_eval
@@ -196,7 +116,7 @@ def run_tasks(tasks: list[str], *, model: Path, adapter: Path | None, out_dir: P
         try:
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[task], task_manager=manager, limit=limit, use_cache=use_cache,
-                apply_chat_template=apply_chat_template, fewshot_as_multiturn=False, log_samples=False,
+                apply_chat_template=apply_chat_template, fewshot_as_multiturn=False, log_samples=log_samples,
                 bootstrap_iters=1000)
         except Exception as e:  # one task's missing data must not sink the others
             status, reason = _why(e)
@@ -204,7 +124,17 @@ def run_tasks(tasks: list[str], *, model: Path, adapter: Path | None, out_dir: P
             continue
         out[task] = {"status": "ok", "metrics": _metrics(res, task),
                      "n": (res.get("n-samples") or {}).get(task, {}).get("effective")}
+        if log_samples:
+            out[task]["samples"] = [_sample(s) for s in (res.get("samples") or {}).get(task, [])]
     return {"tasks": out, "settings": settings}
+
+
+def _sample(s: dict[str, Any]) -> dict[str, Any]:
+    """One logged document: its id, what the model said (generation tasks) and its metric values."""
+    resps = s.get("filtered_resps") or s.get("resps") or []
+    output = resps[0] if resps and isinstance(resps[0], str) else None
+    metrics = {k: v for k, v in s.items() if k in ("acc", "acc_norm", "exact_match", "datakit_match")}
+    return {"id": (s.get("doc") or {}).get("id"), "output": output, **metrics}
 
 
 def run_suite_tasks(tasks: list[str], *, backend: str, model: str | Path, adapter: str | Path | None,

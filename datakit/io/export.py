@@ -123,14 +123,18 @@ def export(reg: Registry, ref: str, fmt: str, out: Path, *, tokenizer: Path | No
 
 def export_lm_eval(reg: Registry, ref: str, out: Path, tokenizer: Path | None = None) -> dict:
     """A probes dataset as local lm-eval tasks the harness runs offline."""
-    from datakit.evals.lmeval import write_local_task
+    from datakit.evals.lmeval_tasks import write_local_task
 
     m = reg.resolve(ref)
     if m.kind != "probes":
         raise DatakitError(f"--format lm-eval writes eval probes; {m.ref} is {m.kind}")
-    folder = write_local_task(list(frame_to_records("probes", reg.load(m))), out,
-                              task_name=m.name.replace("-", "_"), tokenizer_dir=tokenizer)
-    return {"ref": m.ref, "format": "lm-eval", "rows": m.rows, "tasks": str(folder)}
+    summary = write_local_task(list(frame_to_records("probes", reg.load(m))), out,
+                               task_name=m.name.replace("-", "_"), tokenizer_dir=tokenizer)
+    written = sum(summary["tasks"].values())
+    return {"ref": m.ref, "format": "lm-eval", "rows": written, "rows_in": m.rows, "tasks": summary["tasks"],
+            "folder": summary["folder"], "skipped": summary["skipped"],
+            "run": f"lm_eval --model hf --model_args pretrained=MODEL --include_path {out} --tasks "
+                   f"{','.join(summary['tasks'])} --apply_chat_template"}
 
 
 def preflight_version(reg: Registry, ref: str, model_dir: Path, *, max_seq_len: int, backend: str) -> dict:
