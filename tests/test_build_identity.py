@@ -64,3 +64,28 @@ def test_cli_build_identity_commits_identity_kind(cli):
     assert p.json["ref"] == "acme-identity@v1" and p.json["stats"]["by_lang"].keys() == {"en", "ko"}
     show = cli("registry", "show", "acme-identity", "--json", check_json=True).json
     assert show["kind"] == "identity" and show["op"] == "build-identity"
+
+
+@pytest.mark.parametrize("languages", [["en", "ko"], ["zh", "ja"], ["en", "ko", "zh", "ja"]])
+@pytest.mark.parametrize("answers", [1, 2, 4])
+def test_every_language_asks_varied_questions_and_never_repeats_a_pair(reg, tmp_path, languages, answers):
+    """FIELD_NOTES 3.2 asks for variation, not repetition: >= 70% distinct questions per language in any set of
+    40+ rows, no (question, answer) pair twice, every topic (who, maker, capabilities, which model, other model)
+    present, and the lint clean on what was built."""
+    from datakit.ops import runner
+    from datakit.ops.lint import lint
+
+    out = build_identity(spec(languages=languages, answers_per_question=answers), tmp_path)
+    df = out.frame
+    assert df.height >= 30  # two zh+ja phrasings sets are the smallest: 32 rows
+    for lang in languages:
+        mine = [m for m, lg in zip(df["messages"].to_list(), df["lang"].to_list()) if lg == lang]
+        questions = [m[0]["content"] for m in mine]
+        assert len(set(questions)) / len(questions) >= 0.7, (lang, len(set(questions)), len(questions))
+        assert len({(m[0]["content"], m[1]["content"]) for m in mine}) == len(mine)
+        assert out.stats["distinct_question_share"][lang] >= 0.7
+    topics = {g.rsplit("-", 1)[0] for g in df["group_id"].to_list()}
+    assert topics == {"affirm-who", "affirm-maker", "affirm-capabilities", "affirm-which_model", "deny-other_model"}
+    m, _ = runner.commit(reg, name="idn", kind="identity", inputs=[], op="build-identity", params={}, out=out)
+    report = lint(reg, m.ref, allow=("Acme Assistant", "Acme"))
+    assert report.ok and not [f for f in report.findings if f.level != "info"], report.findings[:5]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datakit.build.identity_templates import TEMPLATES
+from datakit.build.identity_templates import FRAMES, TEMPLATES
 from datakit.errors import DatakitError
 from datakit.ops import runner
 from datakit.ops.runner import OpOutput
@@ -36,7 +36,9 @@ class IdentitySpec(BaseModel):
     description: str = "a helpful assistant for your questions"
     languages: list[str] = Field(default_factory=lambda: ["en"], description="any of en, ko, zh, ja")
     seeds: list[str] = Field(default_factory=list, description="alpaca json/jsonl files with {{name}} / {{author}}")
-    answers_per_question: int = Field(2, ge=1, description="distinct answers paired with each question phrasing")
+    answers_per_question: int = Field(2, ge=1, description=(
+        "distinct answers paired with each question phrasing; each pairing opens the question differently "
+        "(greeting, 'quick question', ...), so no question text repeats"))
     min_rows: int | None = Field(None, ge=1, description="fail unless this many distinct rows can be built")
     seed: int = 0
 
@@ -61,10 +63,13 @@ def _template_rows(spec: IdentitySpec, rng: random.Random) -> list[dict[str, Any
             for lang in spec.languages:
                 questions, answers = by_lang[lang]
                 order = rng.sample(answers, len(answers))
+                frames = FRAMES[lang]
                 for i, q in enumerate(questions):  # rotate so each phrasing meets different answers
-                    for k in range(min(spec.answers_per_question, len(answers))):
+                    for k in range(min(spec.answers_per_question, len(answers), len(frames))):
                         a = order[(i + k) % len(order)]
-                        rows.append(_chat(q.format(**fill), a.format(**fill), intent, lang, f"{intent}-{topic}-{lang}"))
+                        text = q.format(**fill)
+                        asked = frames[k].format(q=text, q_lower=text[:1].lower() + text[1:])
+                        rows.append(_chat(asked, a.format(**fill), intent, lang, f"{intent}-{topic}-{lang}"))
     return rows
 
 
@@ -122,8 +127,11 @@ def build_identity(spec: IdentitySpec, spec_dir: Path, *, drop_denied: bool = Fa
                            "seeds; add languages, seeds or paraphrases (datakit augment) instead of copies")
     questions = {r["messages"][0]["content"] for r in kept}
     answers = {r["messages"][1]["content"] for r in kept}
+    share = {lang: round(len({r["messages"][0]["content"] for r in kept if r["lang"] == lang})
+                         / max(1, sum(r["lang"] == lang for r in kept)), 3) for lang in sorted({r["lang"] for r in kept})}
     stats = {"rows_in": rows_in, "rows_out": len(kept), "removed": rows_in - len(kept), "denied_rows": len(bad),
              "duplicate_rows": copies, "distinct_questions": len(questions), "distinct_answers": len(answers),
+             "distinct_question_share": share,
              "by_intent": dict(Counter(r["intent"] for r in kept)), "by_lang": dict(Counter(r["lang"] for r in kept))}
     return OpOutput(records_to_frame("identity", kept).drop("id"), stats)
 
