@@ -11,7 +11,7 @@ import pytest
 
 from datakit.io.ingest import ingest
 from datakit.ops import minhash, runner
-from datakit.ops.dedup import dedup
+from datakit.ops.dedup import dedup, run_dedup
 from tests.conftest import chat, write_jsonl
 
 
@@ -159,3 +159,38 @@ def test_cli_dedup_writes_a_version_with_lineage(cli, tmp_path, external):
     assert p.json[0]["ref"] == "c4-clean@v1" and p.json[0]["stats"]["removed"] == 5
     log = cli("registry", "log", "c4-clean", "--json", check_json=True).json
     assert log[0]["op"] == "dedup" and log[0]["parents"][0]["ref"] == "c4p@v1"
+
+
+def test_near_copies_a_person_would_call_the_same_are_removed_at_the_default_settings(reg, tmp_path, external):
+    """Real text (c4, wiki, alpaca en/zh) with planted copies of every edit kind in datakit/ops/near_edits.py:
+    at the defaults (threshold 0.8, auto shingles) recall >= 0.95 of the copies and no original removed."""
+    from datakit.ops.near_edits import KINDS, plant
+
+    texts = [json.loads(x)["text"] for x in (external / "c4_demo.jsonl").read_text().splitlines()]
+    texts += [x.strip() for x in (external / "wiki_demo.txt").read_text().splitlines() if x.strip()]
+    texts += [r["output"] for r in json.loads((external / "alpaca_zh_demo.json").read_text()) if len(r["output"]) > 40][:150]
+    texts = list(dict.fromkeys(texts))
+    copies = plant(texts, random.Random(5), per_kind=25)
+    rows = [{"text": t} for t in texts] + [{"text": c} for _, c, _ in copies]
+    ingest(reg, [write_jsonl(tmp_path / "planted.jsonl", rows)], name="planted", kind="cpt")
+    (res,) = run_dedup(reg, ["planted"], ["planted-dedup"], near=True)
+    removed = set(reg.extra(res["ref"], "clusters.parquet")["removed_index"].to_list())  # by row position
+    assert not removed & set(range(len(texts))), "an original was removed"
+    by_kind = {k: [len(texts) + n in removed for n, (_, _, kind) in enumerate(copies) if kind == k] for k in KINDS}
+    recall = sum(sum(v) for v in by_kind.values()) / len(copies)
+    print({k: round(sum(v) / len(v), 2) for k, v in by_kind.items()}, res["stats"]["lsh"]["shingle"])
+    assert recall >= 0.95 and all(sum(v) / len(v) >= 0.8 for v in by_kind.values())
+    assert res["stats"]["lsh"]["shingle"] == "word:3"  # long rows: word 3-grams (auto)
+
+
+def test_short_rows_get_character_shingles_and_boilerplate_can_be_trimmed(reg, tmp_path):
+    from datakit.ops.dedup import choose_shingles
+
+    short = pl.Series(["what is the warranty on the home battery", "how do I return a panel"] * 10)
+    assert str(choose_shingles(short, "auto", None)) == "char:5"
+    assert str(choose_shingles(short, "word:4", None)) == "word:4" and str(choose_shingles(short, "auto", 6)) == "word:6"
+    base = [f"Acme news {i}: the plant in city {i} opened a new line for part {i * 7} this week." for i in range(20)]
+    rows = [{"text": t} for t in base] + [{"text": "Reposted - " + t} for t in base[:6]]
+    ingest(reg, [write_jsonl(tmp_path / "b.jsonl", rows)], name="b", kind="cpt")
+    (trim,) = run_dedup(reg, ["b"], ["b-trim"], near=True, trim_boilerplate=True)
+    assert trim["stats"]["removed"] == 6 and trim["stats"]["lsh"]["boilerplate"]["prefixes"] == ["reposted - "]

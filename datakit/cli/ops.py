@@ -43,7 +43,9 @@ def dedup(
     keep: Annotated[str, typer.Option(help="Which row of a cluster stays: first, longest or score.")] = "first",
     score_field: Annotated[Optional[str], typer.Option(help="Column (or scores.<key>) for --keep score.")] = None,
     num_perm: Annotated[int, typer.Option(help="MinHash bins (a power of two).")] = 128,
-    ngram: Annotated[int, typer.Option(help="Tokens per shingle.")] = 5,
+    ngram: Annotated[Optional[int], typer.Option(help="Words per shingle (same as --shingle word:N).")] = None,
+    shingle: Annotated[str, typer.Option("--shingle", help="word:N, char:N or auto (char:5 for short or CJK rows, else word:3).")] = "auto",
+    trim_boilerplate: Annotated[bool, typer.Option("--trim-boilerplate", help="Ignore short prefixes/suffixes that repeat across many rows ('Reposted - ', 'Read more.').")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove exact and (with --near) near-duplicate rows; identity rows win cross-dataset clusters."""
@@ -51,7 +53,8 @@ def dedup(
 
     with working("deduplicating"):
         results = run_dedup(reg(), refs, name, field=field, near=near, threshold=threshold, keep=keep,  # type: ignore[arg-type]
-                            score_field=score_field, num_perm=num_perm, ngram=ngram)
+                            score_field=score_field, num_perm=num_perm, ngram=ngram, shingle=shingle,
+                            trim_boilerplate=trim_boilerplate)
     _print(results, as_json)
     if near and not as_json:
         lsh = results[0]["stats"]["lsh"]

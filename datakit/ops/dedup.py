@@ -1,7 +1,8 @@
 """Exact and near-duplicate removal across one or several datasets.
 
-Exact: rows whose normalized, lowercased text is equal. Near: MinHash LSH candidates whose
-exact shingle Jaccard reaches the threshold, clustered transitively. In every cluster one row
+Rows are compared as a reader sees them (`shingling.py`: NFKC, lower case, one quote and dash, whitespace
+collapsed, optionally without repeated boilerplate). Exact: rows whose normalized text is equal. Near: MinHash
+LSH candidates whose exact shingle Jaccard reaches the threshold, clustered transitively. In every cluster one row
 is kept (identity rows first, then the keep policy) and each removed row is reported with the
 row it duplicates and their similarity. Rows in = kept + removed, per input.
 """
@@ -14,12 +15,12 @@ import numpy as np
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.ops import minhash, runner
+from datakit.ops import minhash, runner, shingling
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
+from datakit.ops.shingling import ShingleSpec, reader_normalize, shingle_units
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
-from datakit.text import tokens_expr
 
 Keep = Literal["first", "longest", "score"]
 REPORT_SCHEMA = {
@@ -57,9 +58,24 @@ def _table(inputs: list[tuple[Manifest, pl.DataFrame]], field: str, keep: Keep, 
     return t.with_columns(_rank=pl.int_range(pl.len(), dtype=pl.Int64)).sort(["_src", "_idx"])
 
 
+def choose_shingles(text: pl.Series, shingle: str, ngram: int | None) -> ShingleSpec:
+    """auto: character 5-grams when rows are short (median under 40 words) or mostly CJK, where a dropped word
+    moves word-shingle Jaccard a lot; word 3-grams otherwise (as many shingles as word 5-grams, but a dropped
+    or swapped word breaks 3 windows instead of 5: planted-copy recall 0.983 vs 0.958 on the external files)."""
+    if shingle != "auto":
+        return ShingleSpec.parse(shingle)
+    if ngram is not None:  # --ngram N alone means word N-grams, as before --shingle existed
+        return ShingleSpec("word", ngram)
+    if text.len() == 0:
+        return ShingleSpec("word", 3)
+    words = text.str.count_matches(r"\S+").median() or 0
+    cjk = text.str.contains(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]").mean() or 0
+    return ShingleSpec("char", 5) if words < 40 or cjk >= 0.3 else ShingleSpec("word", 3)
+
+
 def _exact(t: pl.DataFrame) -> pl.DataFrame:
-    """(removed rank, kept rank) for rows whose normalized lowercase text repeats."""
-    key = pl.col("_text").str.to_lowercase()
+    """(removed rank, kept rank) for rows whose text, as a reader sees it (shingling.reader_normalize), repeats."""
+    key = pl.col("_norm")
     return (
         t.with_columns(_kept=pl.col("_rank").min().over(key))
         .filter(pl.col("_rank") != pl.col("_kept"))
@@ -67,10 +83,10 @@ def _exact(t: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, ngram: int) -> tuple[pl.DataFrame, dict[str, Any]]:
+def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, spec: ShingleSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
     """(removed rank, kept rank, similarity) for near-duplicate clusters among rows in rank order."""
     t = t.sort("_rank")
-    sh = minhash.shingle_hashes(t.select(tokens_expr(pl.col("_text"))).to_series(), ngram)
+    sh = minhash.shingle_hashes(shingle_units(t["_norm"], spec), spec.n)
     sig = minhash.signatures(sh, num_perm)
     bands, rows = minhash.lsh_params(threshold, num_perm)
     cand = minhash.candidate_pairs(sig, bands, rows)
@@ -82,7 +98,7 @@ def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, ngram: int) -> tu
     sim = minhash.jaccard(sh, np.stack([removed, kept], axis=1)) if len(removed) else np.zeros(0)
     ranks = t["_rank"].to_numpy()
     stats = {
-        "num_perm": num_perm, "ngram": ngram, "threshold": threshold, "bands": bands, "rows_per_band": rows,
+        "num_perm": num_perm, "shingle": str(spec), "threshold": threshold, "bands": bands, "rows_per_band": rows,
         "detection_probability_at_threshold": round(minhash.detection_probability(threshold, bands, rows), 4),
         "s_curve": {str(s): round(minhash.detection_probability(s, bands, rows), 4) for s in S_CURVE_POINTS},
         "candidate_pairs": int(len(cand)), "verified_pairs": int(len(ok)),
@@ -93,19 +109,29 @@ def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, ngram: int) -> tu
 
 def dedup(
     inputs: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto", near: bool = False, threshold: float = 0.8,
-    num_perm: int = 128, ngram: int = 5, keep: Keep = "first", score_field: str | None = None,
-    priority: tuple[str, ...] = ("identity",),
+    num_perm: int = 128, ngram: int | None = None, keep: Keep = "first", score_field: str | None = None,
+    priority: tuple[str, ...] = ("identity",), shingle: str = "auto", trim_boilerplate: bool = False,
 ) -> list[OpOutput]:
-    """One output per input: its rows minus exact (and, with `near`, near) duplicates of earlier-ranked rows."""
+    """One output per input: its rows minus exact (and, with `near`, near) duplicates of earlier-ranked rows.
+    Rows are compared as a reader sees them (shingling.reader_normalize, optionally without repeated boilerplate);
+    `shingle` is word:N, char:N or auto (char:5 for CJK or short rows, else word:3; `ngram` alone: word:ngram)."""
     if not 0 < threshold <= 1:
         raise DatakitError(f"--threshold must be in (0, 1], got {threshold}")
     t = _table(inputs, field, keep, score_field, priority)
+    t = t.with_columns(_norm=reader_normalize(pl.col("_text")))
+    trim_stats: dict[str, Any] = {}
+    if trim_boilerplate:
+        trimmed, trim_stats = shingling.trim_boilerplate(t["_norm"])
+        t = t.with_columns(_norm=trimmed)
+    spec = choose_shingles(t["_norm"], shingle, ngram)
     exact = _exact(t).with_columns(method=pl.lit("exact"))
     near_stats: dict[str, Any] = {}
     pairs = exact
     if near:
         rest = t.filter(~pl.col("_rank").is_in(exact["removed"].implode()))
-        found, near_stats = _near(rest, threshold=threshold, num_perm=num_perm, ngram=ngram)
+        found, near_stats = _near(rest, threshold=threshold, num_perm=num_perm, spec=spec)
+        if trim_boilerplate:
+            near_stats["boilerplate"] = trim_stats
         pairs = pl.concat([exact, found.with_columns(method=pl.lit("near"))])
     refs = [m.ref for m, _ in inputs]
     where = t.select("_rank", "_src", "_idx", "_id")
@@ -142,14 +168,16 @@ def dedup(
 
 def run_dedup(reg: Registry, refs: list[str], names: list[str], *, field: str = "auto", near: bool = False,
               threshold: float = 0.8, keep: Keep = "first", score_field: str | None = None, num_perm: int = 128,
-              ngram: int = 5) -> list[dict[str, Any]]:
+              ngram: int | None = None, shingle: str = "auto", trim_boilerplate: bool = False) -> list[dict[str, Any]]:
     """Deduplicate the refs together and commit one version per ref."""
     if keep not in ("first", "longest", "score"):
         raise DatakitError(f"--keep {keep}: use first, longest or score")
     inputs = runner.load(reg, refs)
     params = {"inputs": [m.ref for m, _ in inputs], "near": near, "threshold": threshold, "field": field, "keep": keep,
-              "score_field": score_field, "num_perm": num_perm, "ngram": ngram}
+              "score_field": score_field, "num_perm": num_perm, "ngram": ngram, "shingle": shingle,
+              "trim_boilerplate": trim_boilerplate,
+              "normalization": "NFKC, lower case, quotes and dashes unified, whitespace collapsed"}
     outputs = dedup(inputs, field=field, near=near, threshold=threshold, keep=keep, score_field=score_field,
-                    num_perm=num_perm, ngram=ngram)
+                    num_perm=num_perm, ngram=ngram, shingle=shingle, trim_boilerplate=trim_boilerplate)
     return runner.commit_each(reg, [m for m, _ in inputs], outputs, runner.output_names(refs, names), op="dedup",
                               params=params)

@@ -1,0 +1,78 @@
+"""What near-duplicate detection compares: text as a person reads it, cut into shingles.
+
+Before shingling, text is normalized the way a reader ignores differences: Unicode NFKC (full-width forms,
+ligatures), lower case, one kind of quote and dash, whitespace collapsed; optionally, short prefixes and
+suffixes that repeat across many rows ("Reposted - ", "Read more.") are trimmed. Shingles are word n-grams
+(`word:5`) or character n-grams (`char:5`, which tolerate a dropped or swapped word in short rows and need no
+word boundaries in CJK text). The similarity threshold keeps its meaning: Jaccard of these shingle sets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from datakit.errors import DatakitError
+from datakit.text import tokens_expr
+
+QUOTES = [("[\u2018\u2019\u201a\u201b\u2032\u00b4`]", "'"), ("[\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb]", '"')]
+DASHES = ("[\u2010\u2011\u2012\u2013\u2014\u2015\u2212]", "-")
+AFFIX_MAX_CHARS = 40  # a boilerplate prefix or suffix is short
+AFFIX_MIN_SHARE = 0.005  # ... and repeats in at least this share of rows (and 3 of them)
+_PREFIX = re.compile(r"^(.{1,40}?(?: - | \| |: ))")
+_SUFFIX = re.compile(r"[.!?] ([^.!?]{1,38}[.!?]?)$")
+
+
+@dataclass(frozen=True)
+class ShingleSpec:
+    unit: str  # word | char
+    n: int
+
+    @classmethod
+    def parse(cls, text: str) -> ShingleSpec:
+        unit, _, n = text.partition(":")
+        if unit not in ("word", "char") or not n.isdigit() or int(n) < 1:
+            raise DatakitError(f"--shingle {text}: use word:N or char:N, e.g. word:5 or char:5")
+        return cls(unit, int(n))
+
+    def __str__(self) -> str:
+        return f"{self.unit}:{self.n}"
+
+
+def reader_normalize(expr: pl.Expr) -> pl.Expr:
+    """NFKC, lower case, one quote and one dash, whitespace collapsed and stripped."""
+    expr = expr.str.normalize("NFKC").str.to_lowercase()
+    for pattern, repl in [*QUOTES, DASHES]:
+        expr = expr.str.replace_all(pattern, repl)
+    return expr.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+
+
+def trim_boilerplate(text: pl.Series) -> tuple[pl.Series, dict[str, Any]]:
+    """Strip prefixes ("reposted - ") and suffixes ("read more.") that repeat across many rows."""
+    need = max(3, int(AFFIX_MIN_SHARE * len(text)))
+    df = pl.DataFrame({"t": text}).with_columns(
+        pre=pl.col("t").str.extract(_PREFIX.pattern, 1), suf=pl.col("t").str.extract(_SUFFIX.pattern, 1))
+    common = {}
+    for col in ("pre", "suf"):
+        counts = df[col].drop_nulls().value_counts()
+        common[col] = sorted(counts.filter(pl.col("count") >= need)[col].to_list())
+    pre, suf = pl.col("pre").is_in(common["pre"]), pl.col("suf").is_in(common["suf"])
+    out = df.select(
+        pl.when(pre).then(pl.col("t").str.slice(pl.col("pre").str.len_chars())).otherwise(pl.col("t")).alias("t"),
+        pre.alias("p"), suf.alias("s"))
+    out = out.with_columns(pl.when(pl.col("s")).then(
+        pl.col("t").str.slice(0, pl.col("t").str.len_chars() - df["suf"].str.len_chars())).otherwise(pl.col("t"))
+        .str.strip_chars(" ").alias("t"))
+    stats = {"prefixes": common["pre"][:20], "suffixes": common["suf"][:20],
+             "rows_trimmed": int((out["p"] | out["s"]).sum())}
+    return out["t"], stats
+
+
+def shingle_units(text: pl.Series, spec: ShingleSpec) -> pl.Series:
+    """Per row, the units its shingles are windows over: word tokens, or characters (spaces included)."""
+    if spec.unit == "word":
+        return pl.DataFrame({"t": text}).select(tokens_expr(pl.col("t"))).to_series()
+    return text.str.split("")
