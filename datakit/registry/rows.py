@@ -104,7 +104,7 @@ def frame_to_records(kind: str, df: pl.DataFrame) -> Iterator[dict[str, Any]]:
         for k, v in row.items():
             if v is None:
                 continue
-            out[k] = orjson.loads(v) if k in JSON_COLUMNS else _map_arguments(_strip_nulls(v), _decode_arguments)
+            out[k] = orjson.loads(v) if k in JSON_COLUMNS else decode_messages(v)
         yield out
 
 

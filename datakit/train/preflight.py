@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from datakit.errors import DatakitError
+from datakit.train.chat_mask import render
 from datakit.train.model_check import (
     Finding,
     check_model_dir,
@@ -37,16 +38,12 @@ class PreflightReport(BaseModel):
     stats: dict[str, Any]  # token length stats, end-of-turn token, rows over max_seq_len
 
 
-def _render(tokenizer, messages: list[dict], tools: list | None = None) -> str:
-    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=False)
-
-
 def end_of_turn(tokenizer) -> tuple[str | None, Finding | None]:
     """The text the template writes right after an assistant turn's content ("<|im_end|>",
     "<|eot_id|>", "<end_of_turn>"), or None and the error that says why there is none."""
     convo = [{"role": "user", "content": PROBE_USER}, {"role": "assistant", "content": PROBE_ANSWER}]
     try:
-        text = _render(tokenizer, convo)
+        text = render(tokenizer, convo)
     except Exception as e:  # a template is user code: any exception is a finding, not a crash
         return None, Finding(level="error", check="stop_tokens", message=(
             f"the chat template fails on a plain 1-turn conversation ({type(e).__name__}: {e}); fix the template"))
@@ -179,7 +176,7 @@ def _render_rows(tokenizer, kind: str, rows: list[dict], eot: str | None) -> tup
                 problems["render"].setdefault(f"no messages to render (kind {kind})", []).append(i)
                 break
             try:
-                text = _render(tokenizer, messages, row.get("tools"))
+                text = render(tokenizer, messages, row.get("tools"))
             except Exception as e:  # the template is user code; report the row, keep going
                 problems["render"].setdefault(f"the chat template raised {type(e).__name__}: {e}", []).append(i)
                 break
