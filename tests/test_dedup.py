@@ -194,3 +194,37 @@ def test_short_rows_get_character_shingles_and_boilerplate_can_be_trimmed(reg, t
     ingest(reg, [write_jsonl(tmp_path / "b.jsonl", rows)], name="b", kind="cpt")
     (trim,) = run_dedup(reg, ["b"], ["b-trim"], near=True, trim_boilerplate=True)
     assert trim["stats"]["removed"] == 6 and trim["stats"]["lsh"]["boilerplate"]["prefixes"] == ["reposted - "]
+
+
+def _planted_real_texts(external, per_kind=10, seed=11):
+    from datakit.ops.near_edits import plant
+
+    texts = [json.loads(x)["text"] for x in (external / "c4_demo.jsonl").read_text().splitlines()][:300]
+    texts += [r["output"] for r in json.loads((external / "alpaca_zh_demo.json").read_text()) if len(r["output"]) > 40][:100]
+    return texts + [c for _, c, _ in plant(texts, random.Random(seed), per_kind=per_kind)]
+
+
+def test_fast_reader_normalization_equals_the_expression_on_real_and_edited_text(external):
+    from datakit.ops.shingling import reader_normalize, reader_normalize_series
+
+    texts = _planted_real_texts(external) + ["a\tb", "  x  ", "\uff21\uff22\uff23\u00a0d", None, "", "it\u2019s \u2014 ok\n\nfine"]
+    s = pl.Series(texts, dtype=pl.String)
+    fast = reader_normalize_series(s)
+    assert fast.equals(pl.select(reader_normalize(pl.lit(s))).to_series())
+    assert fast[-1] == "it's - ok fine" and fast[-4] == "abc d"  # the rows only the slow steps change
+
+
+def test_chunk_sizes_do_not_change_what_near_dedup_removes(reg, tmp_path, external, monkeypatch):
+    """Signatures are computed a chunk of rows at a time and candidates verified a chunk of pairs at a time
+    (bounded memory): tiny chunks must give the same clusters, similarities and stats as the defaults."""
+    rows = [{"text": t} for t in _planted_real_texts(external)]
+    ingest(reg, [write_jsonl(tmp_path / "p.jsonl", rows)], name="p", kind="cpt")
+    _, [whole] = run(reg, ["p"], near=True)
+    monkeypatch.setattr(minhash, "CHUNK_DOCS", 7)
+    monkeypatch.setattr(minhash, "PAIR_CHUNK_SHINGLES", 50)
+    _, [chunked] = run(reg, ["p"], near=True)
+    assert whole.stats["removed_near"] >= 30 and whole.stats["removed"] >= 80
+    assert whole.extras["clusters.parquet"].equals(chunked.extras["clusters.parquet"])
+    assert whole.stats == chunked.stats
+    sh = minhash.shingle_hashes(pl.Series([["a", "b", "c", "d"]]), 2)
+    assert minhash.signatures(sh, 64).dtype == np.uint32  # half the memory of 64-bit minimums

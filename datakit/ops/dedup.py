@@ -18,7 +18,7 @@ from datakit.errors import DatakitError
 from datakit.ops import minhash, runner, shingling
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
-from datakit.ops.shingling import ShingleSpec, reader_normalize, shingle_units
+from datakit.ops.shingling import ShingleSpec, reader_normalize_series, shingle_units
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 
@@ -43,7 +43,8 @@ def _score(df: pl.DataFrame, score_field: str | None) -> pl.Expr:
 
 def _table(inputs: list[tuple[Manifest, pl.DataFrame]], field: str, keep: Keep, score_field: str | None,
            priority: tuple[str, ...]) -> pl.DataFrame:
-    """One row per input row: where it is, its text, and its rank (lower is kept first)."""
+    """One row per input row, in input order: where it is, its text, and its rank (lower is kept first).
+    The rank comes from an argsort of the small columns, so the text column is never sorted or copied."""
     parts = []
     for src, (m, df) in enumerate(inputs):
         parts.append(df.select(
@@ -52,10 +53,12 @@ def _table(inputs: list[tuple[Manifest, pl.DataFrame]], field: str, keep: Keep, 
             pl.lit(0 if m.kind in priority else 1, pl.Int64).alias("_prio"),
             _score(df, score_field if keep == "score" else None).alias("_score"),
         ))
-    t = pl.concat(parts).with_columns(_len=pl.col("_text").str.len_chars().cast(pl.Int64))
-    order = {"first": [], "longest": [pl.col("_len").neg()], "score": [pl.col("_score").neg()]}[keep]
-    t = t.sort([pl.col("_prio"), *order, pl.col("_src"), pl.col("_idx")])
-    return t.with_columns(_rank=pl.int_range(pl.len(), dtype=pl.Int64)).sort(["_src", "_idx"])
+    t = pl.concat(parts)
+    order = {"first": [], "longest": [pl.col("_text").str.len_chars().cast(pl.Int64).neg()], "score": [pl.col("_score").neg()]}[keep]
+    perm = t.select(pl.arg_sort_by([pl.col("_prio"), *order, pl.col("_src"), pl.col("_idx")])).to_series().to_numpy()
+    rank = np.empty(len(perm), dtype=np.int64)
+    rank[perm] = np.arange(len(perm))
+    return t.drop("_prio", "_score").with_columns(_rank=pl.Series(rank))
 
 
 def choose_shingles(text: pl.Series, shingle: str, ngram: int | None) -> ShingleSpec:
@@ -83,28 +86,51 @@ def _exact(t: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _near(t: pl.DataFrame, *, threshold: float, num_perm: int, spec: ShingleSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """(removed rank, kept rank, similarity) for near-duplicate clusters among rows in rank order."""
-    t = t.sort("_rank")
-    sh = minhash.shingle_hashes(shingle_units(t["_norm"], spec), spec.n)
-    sig = minhash.signatures(sh, num_perm)
+def _near(t: pl.DataFrame, skip: pl.Series, *, threshold: float, num_perm: int,
+          spec: ShingleSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """(removed rank, kept rank, similarity) for near-duplicate clusters among the rows not in `skip` (ranks).
+    Rows are shingled a chunk at a time, twice: once for signatures, again only for the rows in candidate pairs
+    to verify them, so shingle hashes never exist for the whole table at once."""
+    live = t.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"), "_rank").filter(
+        ~pl.col("_rank").is_in(skip.implode())).sort("_rank")
+    pos, ranks = live["pos"].to_numpy(), live["_rank"].to_numpy()  # position k: the row with the k-th best rank
+    norm = t["_norm"]
+
+    def shingles_of(k: np.ndarray) -> minhash.Shingles:
+        return minhash.shingle_hashes(shingle_units(norm.gather(pos[k]), spec), spec.n, workers=1)
+
+    sig, sizes = minhash.signatures_of(len(pos), shingles_of, num_perm)
     bands, rows = minhash.lsh_params(threshold, num_perm)
     cand = minhash.candidate_pairs(sig, bands, rows)
-    sims = minhash.jaccard(sh, cand)
+    del sig
+    sims = minhash.jaccard_of(cand, shingles_of, sizes)
     ok = cand[sims >= threshold]
-    root = minhash.connected(ok, t.height)  # positions are ranks order, so the root is the best-ranked row
-    removed = np.flatnonzero(root != np.arange(t.height))
+    root = minhash.connected(ok, len(pos))  # positions are in rank order, so the root is the best-ranked row
+    removed = np.flatnonzero(root != np.arange(len(pos)))
     kept = root[removed]
-    sim = minhash.jaccard(sh, np.stack([removed, kept], axis=1)) if len(removed) else np.zeros(0)
-    ranks = t["_rank"].to_numpy()
+    sim = _pair_similarity(np.stack([kept, removed], axis=1), ok, sims[sims >= threshold], shingles_of, sizes)
     stats = {
         "num_perm": num_perm, "shingle": str(spec), "threshold": threshold, "bands": bands, "rows_per_band": rows,
         "detection_probability_at_threshold": round(minhash.detection_probability(threshold, bands, rows), 4),
         "s_curve": {str(s): round(minhash.detection_probability(s, bands, rows), 4) for s in S_CURVE_POINTS},
-        "candidate_pairs": int(len(cand)), "verified_pairs": int(len(ok)),
+        "candidate_pairs": len(cand), "verified_pairs": len(ok),
         "false_candidates_dropped": int(len(cand) - len(ok)),
     }
     return pl.DataFrame({"removed": ranks[removed], "kept": ranks[kept], "similarity": sim}), stats
+
+
+def _pair_similarity(pairs: np.ndarray, known: np.ndarray, known_sims: np.ndarray,
+                     shingles_of: minhash.ShinglesOf, sizes: np.ndarray) -> np.ndarray:
+    """Jaccard of each (i < j) pair: looked up among the verified pairs (sorted, i < j), computed for the rest
+    (a row joined to its cluster's kept row through another row)."""
+    n = max(int(sizes.size), 1)
+    codes, query = known[:, 0] * n + known[:, 1], pairs[:, 0] * n + pairs[:, 1]
+    at = np.minimum(np.searchsorted(codes, query), max(len(codes) - 1, 0))
+    found = codes[at] == query if len(codes) else np.zeros(len(query), dtype=bool)
+    out = np.where(found, known_sims[at] if len(codes) else 0.0, 0.0)
+    if (~found).any():
+        out[~found] = minhash.jaccard_of(pairs[~found], shingles_of, sizes)
+    return out
 
 
 def dedup(
@@ -118,7 +144,7 @@ def dedup(
     if not 0 < threshold <= 1:
         raise DatakitError(f"--threshold must be in (0, 1], got {threshold}")
     t = _table(inputs, field, keep, score_field, priority)
-    t = t.with_columns(_norm=reader_normalize(pl.col("_text")))
+    t = t.with_columns(_norm=reader_normalize_series(t["_text"])).drop("_text")
     trim_stats: dict[str, Any] = {}
     if trim_boilerplate:
         trimmed, trim_stats = shingling.trim_boilerplate(t["_norm"])
@@ -128,8 +154,7 @@ def dedup(
     near_stats: dict[str, Any] = {}
     pairs = exact
     if near:
-        rest = t.filter(~pl.col("_rank").is_in(exact["removed"].implode()))
-        found, near_stats = _near(rest, threshold=threshold, num_perm=num_perm, spec=spec)
+        found, near_stats = _near(t, exact["removed"], threshold=threshold, num_perm=num_perm, spec=spec)
         if trim_boilerplate:
             near_stats["boilerplate"] = trim_stats
         pairs = pl.concat([exact, found.with_columns(method=pl.lit("near"))])

@@ -10,6 +10,7 @@ exact Jaccard of the shingle sets, so a false positive never removes a row.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ import xxhash
 
 CHUNK_DOCS = 20_000  # documents per thread task: bounds the temporaries, keeps both cores busy
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+EMPTY32 = np.uint32(0xFFFFFFFF)  # a signature bin no shingle fell into
+PAIR_CHUNK_SHINGLES = 4_000_000  # shingle hashes held at once while verifying candidate pairs
 _C = np.random.default_rng(20260101).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
@@ -31,6 +33,9 @@ def mix64(x: np.ndarray) -> np.ndarray:
         x = x ^ (x >> np.uint64(27))
         x = x * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
+
+
+ShinglesOf = Callable[[np.ndarray], "Shingles"]  # the shingles of the documents at these positions
 
 
 @dataclass
@@ -106,20 +111,22 @@ def _window_hashes(th: np.ndarray, off: np.ndarray, n: int) -> tuple[np.ndarray,
 
 
 def signatures(sh: Shingles, num_perm: int, *, workers: int = 2) -> np.ndarray:
-    """docs x num_perm one-permutation MinHash, densified; rows of empty documents stay EMPTY."""
+    """docs x num_perm one-permutation MinHash as uint32 (half the memory of 64-bit minimums; a 32-bit tie
+    between unrelated rows only adds a candidate, which exact verification drops); empty documents stay EMPTY32."""
     bits = int(math.log2(num_perm))
-    if 2**bits != num_perm:
-        raise ValueError(f"num_perm must be a power of two, got {num_perm}")
+    if 2**bits != num_perm or bits > 32:
+        raise ValueError(f"num_perm must be a power of two up to 2**32, got {num_perm}")
     n_docs = len(sh.offsets) - 1
-    out = np.empty((n_docs, num_perm), dtype=np.uint64)
+    out = np.empty((n_docs, num_perm), dtype=np.uint32)
     bounds = list(range(0, n_docs, CHUNK_DOCS)) + [n_docs]
 
     def one(a: int, b: int) -> None:
         lo, hi = sh.offsets[a], sh.offsets[b]
         h = sh.hashes[lo:hi]
         doc = np.repeat(np.arange(b - a), np.diff(sh.offsets[a : b + 1]))
-        sig = np.full((b - a) * num_perm, EMPTY, dtype=np.uint64)
-        np.minimum.at(sig, doc * num_perm + (h >> np.uint64(64 - bits)).astype(np.int64), h & np.uint64((1 << (64 - bits)) - 1))
+        sig = np.full((b - a) * num_perm, EMPTY32, dtype=np.uint32)
+        value = ((h >> np.uint64(32 - bits)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)  # the 32 bits below the bin
+        np.minimum.at(sig, doc * num_perm + (h >> np.uint64(64 - bits)).astype(np.int64), value)
         out[a:b] = _densify(sig.reshape(b - a, num_perm))
 
     with ThreadPoolExecutor(workers) as pool:
@@ -127,9 +134,26 @@ def signatures(sh: Shingles, num_perm: int, *, workers: int = 2) -> np.ndarray:
     return out
 
 
+def signatures_of(n_docs: int, shingles_of: ShinglesOf, num_perm: int, *,
+                  workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures and shingle counts of documents 0..n_docs-1, shingled a chunk at a time: only one chunk's
+    shingle hashes per worker exist at once, so memory is the signatures plus a bounded working set."""
+    out = np.empty((n_docs, num_perm), dtype=np.uint32)
+    sizes = np.empty(n_docs, dtype=np.int64)
+
+    def one(a: int) -> None:
+        b = min(a + CHUNK_DOCS, n_docs)
+        sh = shingles_of(np.arange(a, b))
+        out[a:b], sizes[a:b] = signatures(sh, num_perm, workers=1), sh.sizes
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(0, n_docs, CHUNK_DOCS)))
+    return out, sizes
+
+
 def _densify(sig: np.ndarray) -> np.ndarray:
     """Fill each empty bin from the next non-empty bin to its right (circular), offset by the distance."""
-    empty = sig == EMPTY
+    empty = sig == EMPTY32
     if not empty.any():
         return sig
     k = sig.shape[1]
@@ -138,11 +162,11 @@ def _densify(sig: np.ndarray) -> np.ndarray:
     first = np.argmax(~empty, axis=1).astype(np.int32)  # first non-empty bin, for wrapping around
     idx = np.where(empty, (first + k)[:, None], cols[None, :])
     nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]  # next non-empty at or after each bin
-    dist = (nxt - cols[None, :]).astype(np.uint64)
+    dist = (nxt - cols[None, :]).astype(np.uint32)
     src = np.take_along_axis(sig, nxt % k, axis=1)
     with np.errstate(over="ignore"):
-        out = np.where(empty, src + dist * np.uint64(0x9E3779B97F4A7C15), sig)
-    out[~has_any] = EMPTY
+        out = np.where(empty, src + dist * np.uint32(0x9E3779B9), sig)
+    out[~has_any] = EMPTY32
     return out
 
 
@@ -174,14 +198,14 @@ def detection_probability(similarity: float, bands: int, rows: int) -> float:
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, max_bucket: int = 64) -> np.ndarray:
     """Unique (i, j), i < j, of documents sharing a band; large buckets are linked as a chain."""
     n_docs = sig.shape[0]
-    live = np.flatnonzero(sig[:, 0] != EMPTY)
+    live = np.flatnonzero(sig[:, 0] != EMPTY32)
     pairs = []
     for b in range(bands):
         block = sig[live, b * rows : (b + 1) * rows]
         key = np.zeros(len(live), dtype=np.uint64)
         with np.errstate(over="ignore"):
             for r in range(rows):
-                key = mix64(key + block[:, r] * _C[r % len(_C)])
+                key = mix64(key + block[:, r].astype(np.uint64) * _C[r % len(_C)])
         order = np.argsort(key, kind="stable")
         k_sorted, docs = key[order], live[order]
         same = k_sorted[1:] == k_sorted[:-1]
@@ -206,7 +230,8 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, max_bucket: int =
 
 
 def jaccard(sh: Shingles, pairs: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of the shingle sets of each pair."""
+    """Exact Jaccard of the shingle sets of each pair (a loop over small sorted sets: faster here than one
+    vectorized sort of every pair's hashes, which numpy does slowly on 64-bit keys)."""
     out = np.empty(len(pairs), dtype=np.float64)
     sets: dict[int, np.ndarray] = {}
     for k, (i, j) in enumerate(pairs):
@@ -219,6 +244,20 @@ def jaccard(sh: Shingles, pairs: np.ndarray) -> np.ndarray:
         inter = len(np.intersect1d(a, b, assume_unique=True))
         union = len(a) + len(b) - inter
         out[k] = inter / union if union else 0.0
+    return out
+
+
+def jaccard_of(pairs: np.ndarray, shingles_of: ShinglesOf, sizes: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of each pair of documents, re-shingling only the documents a chunk of pairs names; a chunk
+    holds about PAIR_CHUNK_SHINGLES hashes (`sizes`: shingles per document, to cut the chunks)."""
+    out = np.empty(len(pairs), dtype=np.float64)
+    cost = np.cumsum(sizes[pairs[:, 0]] + sizes[pairs[:, 1]]) if len(pairs) else np.zeros(0)
+    a = 0
+    while a < len(pairs):
+        b = max(a + 1, int(np.searchsorted(cost, (cost[a - 1] if a else 0) + PAIR_CHUNK_SHINGLES)))
+        docs, local = np.unique(pairs[a:b], return_inverse=True)
+        out[a:b] = jaccard(shingles_of(docs), local.reshape(-1, 2))
+        a = b
     return out
 
 

