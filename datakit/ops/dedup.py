@@ -77,7 +77,7 @@ def choose_shingles(text: pl.Series, shingle: str, ngram: int | None) -> Shingle
 
 
 def _exact(t: pl.DataFrame) -> pl.DataFrame:
-    """(removed rank, kept rank) for rows whose text, as a reader sees it (shingling.reader_normalize), repeats."""
+    """(removed rank, kept rank) for rows whose text, as a reader sees it (shingling.reader_normalize_series), repeats."""
     key = pl.col("_norm")
     return (
         t.with_columns(_kept=pl.col("_rank").min().over(key))
@@ -139,7 +139,7 @@ def dedup(
     priority: tuple[str, ...] = ("identity",), shingle: str = "auto", trim_boilerplate: bool = False,
 ) -> list[OpOutput]:
     """One output per input: its rows minus exact (and, with `near`, near) duplicates of earlier-ranked rows.
-    Rows are compared as a reader sees them (shingling.reader_normalize, optionally without repeated boilerplate);
+    Rows are compared as a reader sees them (shingling.reader_normalize_series, optionally without repeated boilerplate);
     `shingle` is word:N, char:N or auto (char:5 for CJK or short rows, else word:3; `ngram` alone: word:ngram)."""
     if not 0 < threshold <= 1:
         raise DatakitError(f"--threshold must be in (0, 1], got {threshold}")

@@ -43,18 +43,10 @@ class ShingleSpec:
         return f"{self.unit}:{self.n}"
 
 
-def reader_normalize(expr: pl.Expr) -> pl.Expr:
-    """NFKC, lower case, one quote and one dash, whitespace collapsed and stripped."""
-    expr = expr.str.normalize("NFKC").str.to_lowercase()
-    for pattern, repl in [*QUOTES, DASHES]:
-        expr = expr.str.replace_all(pattern, repl)
-    return expr.str.replace_all(r"\s+", " ").str.strip_chars(" ")
-
-
 def reader_normalize_series(text: pl.Series) -> pl.Series:
-    """`reader_normalize` over a column, doing each costly step only on rows it can change: NFKC where a row has
-    a non-ASCII character (ASCII is NFKC-stable), the whitespace collapse where a row has a run of whitespace or
-    a tab or newline. Same result as the expression in a third of its time on plain text."""
+    """NFKC, lower case, one quote and one dash, whitespace collapsed and stripped. Each costly step runs only on
+    rows it can change: NFKC where a row has a non-ASCII character (ASCII is NFKC-stable), the whitespace collapse
+    where a row has a run of whitespace or a tab or newline (a third of the time of running every step on every row)."""
     out = _only_where(text, r"[^\x00-\x7f]", lambda e: e.str.normalize("NFKC")).str.to_lowercase()
     for pattern, repl in [*QUOTES, DASHES]:
         out = out.str.replace_all(pattern, repl)
