@@ -238,7 +238,8 @@ class FileEntry(BaseModel):
 
 
 class Manifest(BaseModel):
-    """Written last inside a staged version: its presence means the version is complete."""
+    """Published last, by a create-only put at datasets/<name>/v<N>/manifest.json: its presence means the version
+    is complete."""
 
     name: str
     version: str
@@ -248,6 +249,8 @@ class Manifest(BaseModel):
     content_hash: str
     files: dict[str, FileEntry]
     data_files: list[str] = Field(description="parquet parts in row order")
+    location: str | None = Field(None, description="folder of the files, relative to the dataset's folder "
+                                 "(parts/<token>); absent: the version's own folder (registries written before parts folders)")
     parents: list[Parent] = Field(default_factory=list)
     op: str
     params: dict[str, Any] = Field(default_factory=dict)

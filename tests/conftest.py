@@ -156,3 +156,50 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reg = Registry(tmp_path_factory.mktemp("base-registry"))
     ingest(reg, [EXTERNAL / "c4_demo.jsonl"], name="c4", kind="cpt")
     return pretrain(ROOT / "build" / "demo" / "base", web_texts(reg), BaseSpec())
+
+
+S3_BUCKET = "datakit-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP server (moto's server mode) on loopback for the whole session, with the
+    standard AWS environment pointing at it (subprocesses inherit it). Yields the endpoint URL."""
+    import urllib.request
+
+    from moto.server import ThreadedMotoServer
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIADATAKITTESTKEY01", "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+                       "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true"}.items():
+        patch.setenv(key, value)
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{S3_BUCKET}", method="PUT")).read()
+    yield endpoint
+    patch.undo()
+    server.stop()
+
+
+S3_SECRET = "datakit-test-secret-9f8e7d6c5b4a39281706"  # tests assert it never lands in a written file
+
+
+@pytest.fixture
+def s3_root(s3_server) -> str:
+    """A fresh registry prefix in the test bucket."""
+    import uuid
+
+    return f"s3://{S3_BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_reg(request, tmp_path: Path) -> Registry:
+    """The registry contract runs on both roots: a local folder and a bucket on the loopback S3 server."""
+    if request.param == "local":
+        return Registry(tmp_path / "registry")
+    return Registry(request.getfixturevalue("s3_root"))

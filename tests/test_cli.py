@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer.main
 
 from datakit.cli import app
+from datakit.registry.store import Registry
 
 
 def _commands(group, prefix=()):
@@ -61,7 +63,8 @@ def test_input_errors_exit_2_with_the_fix(cli, external, tmp_path):
 
 def test_verify_exits_1_and_names_the_broken_file(cli, external, tmp_path):
     cli("ingest", str(external / "c4_demo.jsonl"), "--name", "c4", "--kind", "cpt")
-    part = tmp_path / "registry" / "datasets" / "c4" / "v1" / "data" / "part-00000.parquet"
+    m = Registry(tmp_path / "registry").resolve("c4@v1")
+    part = Path(Registry(tmp_path / "registry").data_path(m, "data/part-00000.parquet"))
     data = bytearray(part.read_bytes())
     data[len(data) // 2] ^= 0xFF
     part.write_bytes(bytes(data))

@@ -9,6 +9,7 @@ import polars as pl
 from datakit.io.ingest import ingest
 from datakit.ops import runner
 from datakit.ops.decontam import decontam
+from datakit.registry.store import Registry
 from datakit.text import segment_sentences
 from tests.conftest import chat, write_jsonl
 
@@ -79,7 +80,7 @@ def test_cli_decontam_reports_leaks(cli, tmp_path, external):
     assert "1 of 5 eval items leaked" in p.stdout
     leaks = cli("registry", "show", "t-clean", "--json", check_json=True).json
     assert leaks["rows"] == 1 and leaks["parents"][0]["ref"] == "t@v1"
-    assert pl.read_parquet(tmp_path / "registry" / "datasets" / "t-clean" / "v1" / "leaks.parquet")["eval_id"].to_list() == ["wiki-1"]
+    assert Registry(tmp_path / "registry").extra("t-clean@v1", "leaks.parquet")["eval_id"].to_list() == ["wiki-1"]
 
 
 def test_overlap_is_a_share_of_the_eval_items_windows_even_when_a_row_repeats_them(reg, tmp_path):

@@ -1,7 +1,10 @@
-"""Registry contract: names, refs, immutable content-addressed versions, lineage, verify, diff, gc."""
+"""Registry contract: names, refs, immutable content-addressed versions, lineage, verify, diff, gc.
+
+Every test runs twice: on a local folder and on a bucket of the loopback S3 server (`any_reg`)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import polars as pl
@@ -11,8 +14,19 @@ from datakit.errors import DatakitError
 from datakit.io.export import export_rows
 from datakit.io.ingest import ingest
 from datakit.registry.rows import frame_to_records, records_to_frame
+from datakit.registry.storage import sha256_bytes
+from datakit.registry.store import parquet_bytes
 from datakit.registry.verify import diff, gc, verify
 from tests.conftest import chat, write_jsonl
+
+
+@pytest.fixture
+def reg(any_reg):
+    return any_reg
+
+
+def objects(reg, prefix):
+    return sorted(o["path"] for o in reg.storage.list(prefix))
 
 
 def commit_chats(reg, name, pairs, **kw):
@@ -22,12 +36,12 @@ def commit_chats(reg, name, pairs, **kw):
 
 def test_identical_content_returns_the_existing_version_and_creates_nothing(reg, tmp_path, external):
     first = ingest(reg, [external / "c4_demo.jsonl"], name="c4", kind="cpt")
-    before = sorted(p.name for p in (reg.root / "datasets" / "c4").iterdir())
+    before = objects(reg, "datasets/c4")
     again = ingest(reg, [external / "c4_demo.jsonl"], name="c4", kind="cpt")
     assert (first.created, again.created) == (True, False)
     assert again.manifest.version == "v1" and again.manifest.content_hash == first.manifest.content_hash
-    assert sorted(p.name for p in (reg.root / "datasets" / "c4").iterdir()) == before
-    assert list((reg.root / ".staging").iterdir()) == []
+    assert objects(reg, "datasets/c4") == before  # the second writer's parts were removed
+    assert reg.storage.dirs("datasets/c4/parts") == [first.manifest.location.split("/")[1]]
 
 
 def test_changed_content_makes_the_next_version(reg):
@@ -76,38 +90,35 @@ def test_manifest_records_lineage_params_stats_and_file_checksums(reg, external)
     assert (m.op, m.params, m.stats, m.rows) == ("head", {"n": 10}, {"dropped": 81}, 10)
     assert src.params["files"][0]["sha256"] == "fd029da7dd3df283ed034c82375d16d125a7b07cf1cb0316d03fb8743057d5f2"
     assert all(len(e.sha256) == 64 for e in m.files.values()) and "data/part-00000.parquet" in m.files
-    on_disk = json.loads((reg.version_dir(m) / "manifest.json").read_text())
+    on_disk = json.loads(reg.storage.get(f"datasets/idn-small/{m.version}/manifest.json"))
     assert on_disk["schema_version"] == 1 and on_disk["kind"] == "sft"
 
 
 def test_verify_names_a_tampered_file_and_a_forged_row(reg):
     m, _ = commit_chats(reg, "faq", [("a", "b"), ("c", "d")])
     assert verify(reg) == (1, [])
-    part = reg.version_dir(m) / "data" / "part-00000.parquet"
-    df = pl.read_parquet(part)
+    part = reg.file_key(m, "data/part-00000.parquet")
+    df = pl.read_parquet(io.BytesIO(reg.storage.get(part)))
     forged = pl.concat([df.head(1), records_to_frame("sft", [chat("c", "FORGED")]).with_columns(id=pl.lit(df["id"][1]))])
-    forged.write_parquet(part)
+    reg.storage.put(part, parquet_bytes(forged))
     _, problems = verify(reg, "faq@v1")
     assert any("sha256 mismatch" in p.problem and p.path.endswith("part-00000.parquet") for p in problems)
-    (reg.version_dir(m) / "stray.txt").write_text("x")
+    reg.storage.put(reg.file_key(m, "stray.txt"), b"x")
     _, problems = verify(reg)
     assert any(p.problem == "file not listed in the manifest" for p in problems)
 
 
 def test_verify_recomputes_row_ids_even_when_checksums_are_rewritten(reg):
     """Someone who edits rows and fixes the manifest checksums is still caught by the content check."""
-    from datakit.registry.store import sha256_file
-
     m, _ = commit_chats(reg, "faq", [("a", "b"), ("c", "d")])
-    d = reg.version_dir(m)
-    part = d / "data" / "part-00000.parquet"
-    df = pl.read_parquet(part)
-    edited = records_to_frame("sft", [chat("a", "b"), chat("c", "EDITED")]).with_columns(id=df["id"], meta=df["meta"])
-    edited.write_parquet(part)
-    man = json.loads((d / "manifest.json").read_text())
-    man["files"]["data/part-00000.parquet"]["sha256"] = sha256_file(part)
-    man["files"]["data/part-00000.parquet"]["bytes"] = part.stat().st_size
-    (d / "manifest.json").write_text(json.dumps(man))
+    part = reg.file_key(m, "data/part-00000.parquet")
+    df = pl.read_parquet(io.BytesIO(reg.storage.get(part)))
+    edited = parquet_bytes(records_to_frame("sft", [chat("a", "b"), chat("c", "EDITED")]).with_columns(id=df["id"], meta=df["meta"]))
+    reg.storage.put(part, edited)
+    key = f"datasets/faq/{m.version}/manifest.json"
+    man = json.loads(reg.storage.get(key))
+    man["files"]["data/part-00000.parquet"].update(sha256=sha256_bytes(edited), bytes=len(edited))
+    reg.storage.put(key, json.dumps(man).encode())
     _, problems = verify(reg)
     assert [p.problem for p in problems] == ["1 row ids do not match row content (first at row 2)"]
 
@@ -121,9 +132,33 @@ def test_diff_counts_added_and_removed_rows(reg):
     assert d["removed_examples"][0]["messages"][0]["content"] == "b"
 
 
-def test_gc_removes_dead_staging_but_not_a_live_one(reg):
+def test_gc_removes_parts_no_manifest_names_but_not_a_live_commits(reg):
+    """Parts of a commit that died before its manifest: on disk removed at once when the writing process is
+    gone; on a bucket (no way to see another machine's processes) once older than the grace period."""
     import os
 
+    m, _ = commit_chats(reg, "faq", [("a", "b")])
+    dead, live = "datasets/faq/parts/999999999-deadbeef", f"datasets/faq/parts/{os.getppid()}-cafe"
+    for prefix in (dead, live):
+        reg.storage.put(f"{prefix}/data/part-00000.parquet", b"partial")
+    if reg.storage.local is not None:
+        assert gc(reg, dry_run=True) == [reg.storage.source(dead)] and reg.storage.exists(f"{dead}/data/part-00000.parquet")
+        assert gc(reg) == [reg.storage.source(dead)]
+        assert not reg.storage.dirs("datasets/faq/parts").count("999999999-deadbeef")
+    else:
+        assert gc(reg) == []  # both younger than the grace period
+        assert sorted(gc(reg, grace_s=0)) == sorted(reg.storage.source(p) for p in (dead, live))
+    kept = {m.location.split("/")[1]} | ({f"{os.getppid()}-cafe"} if reg.storage.local is not None else set())
+    assert set(reg.storage.dirs("datasets/faq/parts")) == kept
+    assert verify(reg) == (1, [])
+
+
+def test_gc_removes_pre_protocol_staging_folders_of_dead_processes(tmp_path):
+    import os
+
+    from datakit.registry.store import Registry
+
+    reg = Registry(tmp_path / "registry")
     commit_chats(reg, "faq", [("a", "b")])
     dead = reg.root / ".staging" / "999999999-deadbeef"
     (dead / "data").mkdir(parents=True)

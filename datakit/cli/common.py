@@ -32,12 +32,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 @app.callback()
 def _root(
-    registry: Annotated[Optional[Path], typer.Option("--registry", help="Registry root (default: $DATAKIT_REGISTRY or ./registry).")] = None,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="Registry root: a folder or a bucket URL such as s3://bucket/prefix, gs://..., az://... (default: $DATAKIT_REGISTRY or ./registry).")] = None,
 ) -> None:
     _state["registry"] = registry
 
 
-def registry_root() -> Path | None:
+def registry_root() -> str | None:
     """The --registry given to this invocation, if any."""
     return _state["registry"]
 

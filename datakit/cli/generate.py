@@ -78,7 +78,7 @@ def augment(
     report(m, created, stats, as_json, "rows")
     if not stats["variants_kept"]:
         err.print(f"warning: no variant passed the gates ({stats['filtered']}); {m.ref} holds only the source rows. "
-                  f"See why in {r.version_dir(m) / 'rejected.parquet'}, then loosen --threshold or change the generator.")
+                  f"See why in {r.data_path(m, 'rejected.parquet')}, then loosen --threshold or change the generator.")
     elif not as_json:
         out.print(f"{stats['variants_kept']} variants of {stats['sources']} rows kept "
                   f"(mean similarity to the source {stats['similarity_mean']})")

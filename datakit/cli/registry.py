@@ -108,11 +108,13 @@ def registry_tag(ref: str, tag: str) -> None:
 
 
 @registry_app.command("gc")
-def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                grace_minutes: Annotated[float, typer.Option(help="Keep unpublished parts younger than this (a commit "
+                                                             "may still be writing them from another machine).")] = 60) -> None:
     """Remove leftovers of interrupted commits (never a live one)."""
     from datakit.registry.verify import gc
 
-    removed = gc(reg(), dry_run=dry_run)
+    removed = gc(reg(), dry_run=dry_run, grace_s=grace_minutes * 60)
     for p in removed:
         out.print(("would remove " if dry_run else "removed ") + p)
     out.print(f"{len(removed)} leftover(s)")

@@ -46,7 +46,7 @@ class GenOptions(BaseModel):
 
 def journal_path(reg: Registry, name: str) -> Path:
     """Where the journal of the command writing dataset `name` lives (inside the registry, beside its datasets)."""
-    return reg.root / "journals" / f"{check_name(name)}.jsonl"
+    return reg.local_dir("journals") / f"{check_name(name)}.jsonl"
 
 
 class GenJob:

@@ -28,7 +28,7 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
     else:
         with open(tmp, "wb") as f:
             for part in m.data_files:
-                for rec in frame_to_records(m.kind, pl.read_parquet(reg.version_dir(m) / part)):
+                for rec in frame_to_records(m.kind, pl.read_parquet(reg.data_path(m, part))):
                     f.write(orjson.dumps(rec) + b"\n")
     os.replace(tmp, out)
     return m, m.rows

@@ -1,22 +1,23 @@
-"""The versioned dataset store: immutable, content-addressed versions with lineage.
+"""The versioned dataset store: immutable, content-addressed versions with lineage, on disk or in a bucket.
 
-Layout under the root:
-    datasets/<name>/v<N>/manifest.json   written last; a version without it never becomes visible
-    datasets/<name>/v<N>/data/part-*.parquet, plus extras such as quarantine.parquet
-    datasets/<name>/tags.json            tag -> version
-    datasets/<name>/.lock                serializes version numbering between processes
-    .staging/<pid>-<token>/              a commit in progress; renamed into place in one step
-A `kill -9` at any instant leaves either the whole version or only a staging folder that
-`gc` removes.
+Layout under the root (a folder or an object store prefix, `storage.py`):
+    datasets/<name>/parts/<token>/data/part-*.parquet   a commit's data and side files, written first
+    datasets/<name>/v<N>/manifest.json                  the commit point: a create-only put naming its parts
+    datasets/<name>/tags/<seq>.json                     tag snapshots, each a create-only put
+Commit protocol (the one Delta Lake and Lance use on S3; no lock server, no rename): write the parts, then put the
+manifest of v<N+1> only if it does not exist (`If-None-Match: *`; an exclusive create on disk). A writer that loses
+the race re-reads and tries N+2, or returns the existing version when its content hash is already there. A crash
+at any instant leaves at most unreferenced parts, which `gc` removes after a grace period. Tags move by the same
+rule on a sequence of snapshots (compare-and-swap on the sequence number), which also keeps their history.
+Registries written before this layout (data inside v<N>/, tags.json) read unchanged.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import io
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -29,15 +30,18 @@ import polars as pl
 from datakit import __version__
 from datakit.errors import DatakitError
 from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
+from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name, stored_schema
 
 DEFAULT_ROOT = "registry"
 HASH_PREFIX_MIN = 6
+MAX_COMMIT_ATTEMPTS = 1000  # each lost race means another writer published; this many in a row is a runaway
+TAG_FILE_DIGITS = 10
 
 
-def default_root(explicit: str | Path | None = None) -> Path:
-    """--registry beats DATAKIT_REGISTRY beats ./registry."""
-    return Path(explicit or os.environ.get("DATAKIT_REGISTRY") or DEFAULT_ROOT)
+def default_root(explicit: str | Path | None = None) -> str:
+    """--registry beats DATAKIT_REGISTRY beats ./registry (a path or a URL such as s3://bucket/prefix)."""
+    return str(explicit or os.environ.get("DATAKIT_REGISTRY") or DEFAULT_ROOT)
 
 
 def sha256_file(path: Path) -> str:
@@ -48,20 +52,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
+def parquet_bytes(df: pl.DataFrame, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", **kw)
+    return buf.getvalue()
 
 
 class Stage:
@@ -69,11 +63,17 @@ class Stage:
 
     def __init__(self, registry: Registry, name: str, kind: str) -> None:
         self.registry, self.name, self.kind = registry, check_name(name), known_kind(kind)
-        self.dir = registry.root / ".staging" / f"{os.getpid()}-{secrets.token_hex(6)}"
-        (self.dir / "data").mkdir(parents=True)
+        registry.storage.check_create_only()  # refuse a store that cannot commit safely before writing anything
+        self.location = f"parts/{os.getpid()}-{secrets.token_hex(6)}"
+        self.prefix = f"datasets/{self.name}/{self.location}"
         self._hasher = ContentHasher(kind)
         self._parts: list[str] = []
-        self._part_rows: dict[str, int] = {}
+        self._files: dict[str, FileEntry] = {}
+        self.done = False
+
+    def _put(self, rel: str, data: bytes, rows: int | None = None) -> None:
+        self.registry.storage.put(f"{self.prefix}/{rel}", data)
+        self._files[rel] = FileEntry(sha256=sha256_bytes(data), bytes=len(data), rows=rows)
 
     def write(self, df: pl.DataFrame, *, trust_ids: bool = False) -> None:
         """Append rows (stored columns). Ids are computed here unless the caller vouches that the
@@ -83,13 +83,12 @@ class Stage:
         df = with_ids(self.kind, df, trust=trust_ids)
         self._hasher.update(df)
         rel = f"data/part-{len(self._parts):05d}.parquet"
-        df.write_parquet(self.dir / rel, compression="zstd", statistics=False)
+        self._put(rel, parquet_bytes(df, statistics=False), df.height)
         self._parts.append(rel)
-        self._part_rows[rel] = df.height
 
     def write_extra(self, filename: str, df: pl.DataFrame) -> None:
         """A side file stored with the version (quarantine, cluster report, ...)."""
-        df.write_parquet(self.dir / filename, compression="zstd")
+        self._put(filename, parquet_bytes(df))
 
     def commit(
         self, *, op: str, params: dict[str, Any] | None = None, parents: list[Parent] | None = None,
@@ -98,42 +97,42 @@ class Stage:
         """Publish the version; returns (manifest, created). Identical content returns the existing one."""
         if not self._parts:  # an empty dataset still has a typed part, so readers see its columns
             rel = "data/part-00000.parquet"
-            empty_frame(self.kind).write_parquet(self.dir / rel)
+            self._put(rel, parquet_bytes(empty_frame(self.kind)), 0)
             self._parts.append(rel)
-            self._part_rows[rel] = 0
-        files = {}
-        for p in sorted(self.dir.rglob("*")):
-            if p.is_file():
-                rel = str(p.relative_to(self.dir))
-                files[rel] = FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size, rows=self._part_rows.get(rel))
-                _fsync(p)
-        digest = self._hasher.hexdigest()
-        with self.registry._locked(self.name):
-            existing = self.registry._find_hash(self.name, digest)
+        digest, reg = self._hasher.hexdigest(), self.registry
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            # One listing decides both: v<N+1> is only created by a writer that saw v1..vN without this content,
+            # and only one writer can create it. (Separate listings would let two writers of the same content
+            # publish it twice.)
+            numbers = reg._version_numbers(self.name)
+            existing = next((m for m in reg._manifests_of(self.name, numbers) if m.content_hash == digest), None)
             if existing is not None:
-                shutil.rmtree(self.dir, ignore_errors=True)
+                self.abort()
                 return existing, False
-            version = f"v{self.registry._last_number(self.name) + 1}"
+            version = f"v{max((n for n, _ in numbers), default=0) + 1}"
             manifest = Manifest(
                 name=self.name, version=version, kind=self.kind, rows=self._hasher.rows, content_hash=digest,
-                files=files, data_files=self._parts, parents=parents or [], op=op, params=params or {},
-                stats=stats or {}, created=datetime.now(timezone.utc), datakit_version=__version__,
+                files=dict(sorted(self._files.items())), data_files=self._parts, location=self.location,
+                parents=parents or [], op=op, params=params or {}, stats=stats or {},
+                created=datetime.now(timezone.utc), datakit_version=__version__,
             )
-            _write_atomic(self.dir / "manifest.json", manifest.model_dump_json(indent=2).encode())
-            _fsync(self.dir / "data")
-            _fsync(self.dir)
-            target = self.registry._dataset_dir(self.name) / version
-            os.rename(self.dir, target)
-            _fsync(target.parent)
-        return manifest, True
+            if reg.storage.put(f"datasets/{self.name}/{version}/manifest.json",
+                               manifest.model_dump_json(indent=2).encode(), create=True):
+                self.done = True
+                return manifest, True
+        raise DatakitError(f"{self.name}: lost {MAX_COMMIT_ATTEMPTS} commit races in a row; is a writer looping?")
 
     def abort(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Remove what this commit wrote (best effort: `gc` collects anything left)."""
+        self.done = True
+        self.registry.storage.delete_prefix(self.prefix)
 
 
 class Registry:
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = default_root(root)
+        self.storage = Storage(default_root(root))
+        self.root: Path | str = self.storage.local or self.storage.url  # a Path on disk, the URL of a bucket
+        self._manifests: dict[tuple[str, str], Manifest] = {}  # versions never change once published
 
     # ---- writing --------------------------------------------------------------------------
     @contextmanager
@@ -142,7 +141,7 @@ class Registry:
         try:
             yield st
         finally:
-            if st.dir.exists():
+            if not st.done:
                 st.abort()
 
     def commit_frame(self, name: str, kind: str, df: pl.DataFrame, *, op: str, **kw: Any) -> tuple[Manifest, bool]:
@@ -161,32 +160,40 @@ class Registry:
         if VERSION_RE.match(tag):
             raise DatakitError(f"tag {tag!r} looks like a version number; pick a name such as 'baseline'")
         m = self.resolve(ref)
-        with self._locked(m.name):
-            tags = self.tags(m.name)
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            seq, tags = self._tag_state(m.name)
             before = tags.get(tag)
-            tags[tag] = m.version
-            _write_atomic(self._dataset_dir(m.name) / "tags.json", orjson.dumps(tags, option=orjson.OPT_SORT_KEYS))
-        return m, before
+            body = orjson.dumps({"tags": {**tags, tag: m.version}, "moved": tag, "to": m.version,
+                                 "at": datetime.now(timezone.utc).isoformat()}, option=orjson.OPT_SORT_KEYS)
+            if self.storage.put(f"datasets/{m.name}/tags/{seq + 1:0{TAG_FILE_DIGITS}d}.json", body, create=True):
+                return m, before
+        raise DatakitError(f"{m.name}: lost {MAX_COMMIT_ATTEMPTS} tag races in a row")
 
     # ---- reading --------------------------------------------------------------------------
     def names(self) -> list[str]:
-        d = self.root / "datasets"
-        return sorted(p.name for p in d.iterdir() if p.is_dir() and self.versions(p.name)) if d.exists() else []
+        return [n for n in self.storage.dirs("datasets") if self._version_numbers(n)]
 
     def versions(self, name: str) -> list[Manifest]:
-        d = self._dataset_dir(check_name(name), create=False)
-        if not d.exists():
-            return []
+        return self._manifests_of(check_name(name), self._version_numbers(name))
+
+    def _manifests_of(self, name: str, numbers: list[tuple[int, str]]) -> list[Manifest]:
         found = []
-        for p in d.iterdir():
-            m = VERSION_RE.match(p.name)
-            if m and (p / "manifest.json").exists():
-                found.append((int(m.group(1)), p))
-        return [self._read_manifest(p) for _, p in sorted(found)]
+        for _, v in numbers:
+            m = self._manifests.get((name, v))
+            if m is None:
+                raw = self.storage.get(f"datasets/{name}/{v}/manifest.json")
+                if raw is None:
+                    continue  # a folder without manifest (a pre-protocol crash): never a version
+                m = self._manifests[(name, v)] = Manifest.model_validate_json(raw)
+            found.append(m)
+        return found
 
     def tags(self, name: str) -> dict[str, str]:
-        p = self._dataset_dir(name, create=False) / "tags.json"
-        return orjson.loads(p.read_bytes()) if p.exists() else {}
+        return self._tag_state(name)[1]
+
+    def tag_history(self, name: str) -> list[dict[str, Any]]:
+        """Every tag move, oldest first: which tag, to which version, when."""
+        return [orjson.loads(self.storage.get(key) or b"{}") for _, key in self._tag_snapshots(name)]
 
     def resolve(self, ref: str | DatasetRef) -> Manifest:
         r = ref if isinstance(ref, DatasetRef) else _parse_ref(ref)
@@ -214,56 +221,67 @@ class Registry:
             + (f" and tags {', '.join(sorted(tags))}" if tags else "")
         )
 
-    def version_dir(self, m: Manifest) -> Path:
-        return self._dataset_dir(m.name, create=False) / m.version
+    def file_key(self, m: Manifest, rel: str) -> str:
+        """Where a version's file lives, relative to the root (its parts folder, or the version folder of a
+        registry written before parts folders)."""
+        return f"datasets/{m.name}/{m.location or m.version}/{rel}"
+
+    def data_path(self, m: Manifest, rel: str) -> str:
+        """A version's file as a path on disk or a URL, for messages and for polars."""
+        return self.storage.source(self.file_key(m, rel))
 
     def scan(self, ref: str | Manifest) -> pl.LazyFrame:
+        """The version's rows, read lazily from disk or straight from the bucket (no download first)."""
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        d = self.version_dir(m)
         # parts written before a field existed read with it as null (schemas.EXTENSION_FIELDS)
         schema = stored_schema(m.kind)
         cast = pl.ScanCastOptions(missing_struct_fields="insert")
-        return pl.concat([pl.scan_parquet(d / f, schema=schema, cast_options=cast, missing_columns="insert")
-                          for f in m.data_files], how="vertical")
+        return pl.concat([pl.scan_parquet(self.data_path(m, f), schema=schema, cast_options=cast,
+                                          missing_columns="insert") for f in m.data_files], how="vertical")
 
     def load(self, ref: str | Manifest) -> pl.DataFrame:
         return self.scan(ref).collect()
 
+    def read_file(self, m: Manifest, rel: str) -> bytes | None:
+        return self.storage.get(self.file_key(m, rel))
+
     def extra(self, ref: str | Manifest, filename: str) -> pl.DataFrame | None:
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        p = self.version_dir(m) / filename
-        return pl.read_parquet(p) if p.exists() else None
+        data = self.read_file(m, filename)
+        return pl.read_parquet(io.BytesIO(data)) if data is not None else None
 
     def parent_of(self, m: Manifest) -> Parent:
         return Parent(ref=m.ref, content_hash=m.content_hash)
 
+    def local_dir(self, sub: str) -> Path:
+        """A folder for local working files of this registry (generation journals): inside a local root, or a
+        cache folder keyed by the URL of a remote one (appends are not possible on an object store)."""
+        if self.storage.local is not None:
+            return self.storage.local / sub
+        cache = Path(os.environ.get("DATAKIT_CACHE") or Path.home() / ".cache" / "datakit").expanduser()
+        return cache / hashlib.sha256(self.storage.url.encode()).hexdigest()[:16] / sub
+
     # ---- internals ------------------------------------------------------------------------
-    def _dataset_dir(self, name: str, create: bool = True) -> Path:
-        d = self.root / "datasets" / name
-        if create:
-            d.mkdir(parents=True, exist_ok=True)
-            (self.root / ".staging").mkdir(exist_ok=True)
-        return d
+    def _version_numbers(self, name: str) -> list[tuple[int, str]]:
+        found = [(int(m.group(1)), d) for d in self.storage.dirs(f"datasets/{name}") if (m := VERSION_RE.match(d))]
+        return sorted(found)
 
-    @contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        with open(self._dataset_dir(name) / ".lock", "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _tag_snapshots(self, name: str) -> list[tuple[int, str]]:
+        snaps = []
+        for o in self.storage.list(f"datasets/{name}/tags"):
+            stem = o["path"].rsplit("/", 1)[-1].removesuffix(".json")
+            if stem.isdigit():
+                snaps.append((int(stem), o["path"]))
+        return sorted(snaps)
 
-    def _read_manifest(self, version_dir: Path) -> Manifest:
-        return Manifest.model_validate_json((version_dir / "manifest.json").read_bytes())
-
-    def _last_number(self, name: str) -> int:
-        d = self._dataset_dir(name)
-        nums = [int(m.group(1)) for p in d.iterdir() if (m := VERSION_RE.match(p.name))]
-        return max(nums, default=0)
-
-    def _find_hash(self, name: str, digest: str) -> Manifest | None:
-        return next((m for m in self.versions(name) if m.content_hash == digest), None)
+    def _tag_state(self, name: str) -> tuple[int, dict[str, str]]:
+        """(sequence number, tags) of the newest snapshot; before any, a pre-protocol tags.json if there is one."""
+        snaps = self._tag_snapshots(name)
+        if snaps:
+            seq, key = snaps[-1]
+            return seq, orjson.loads(self.storage.get(key) or b"{}").get("tags", {})
+        legacy = self.storage.get(f"datasets/{name}/tags.json")
+        return 0, orjson.loads(legacy) if legacy else {}
 
 
 def _parse_ref(text: str) -> DatasetRef:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel
 
 from datakit.registry.rows import ContentHasher, frame_to_records, row_ids
-from datakit.registry.store import Registry, sha256_file
-from datakit.schemas import Manifest
+from datakit.registry.storage import age_seconds, sha256_bytes
+from datakit.registry.store import Registry
+from datakit.schemas import VERSION_RE, Manifest
 
 
 class Problem(BaseModel):
@@ -21,32 +23,36 @@ class Problem(BaseModel):
 
 
 def verify_version(reg: Registry, m: Manifest) -> list[Problem]:
-    """Recompute every file checksum, the row ids and the content hash of one version."""
-    d = reg.version_dir(m)
+    """Recompute every file checksum, the row ids and the content hash of one version (on disk or in a bucket)."""
     out: list[Problem] = []
 
-    def bad(path: str, what: str) -> None:
-        out.append(Problem(ref=m.ref, path=str(d / path), problem=what))
+    def bad(rel: str, what: str) -> None:
+        out.append(Problem(ref=m.ref, path=reg.data_path(m, rel), problem=what))
 
     for rel, entry in m.files.items():
-        p = d / rel
-        if not p.exists():
+        data = reg.read_file(m, rel)
+        if data is None:
             bad(rel, "file listed in the manifest is missing")
             continue
-        actual = sha256_file(p)
+        actual = sha256_bytes(data)
         if actual != entry.sha256:
             bad(rel, f"sha256 mismatch: manifest {entry.sha256[:16]}..., file {actual[:16]}...")
-    listed = set(m.files) | {"manifest.json"}
-    for p in d.rglob("*"):
-        rel = str(p.relative_to(d))
-        if p.is_file() and rel not in listed:
+    folder = reg.file_key(m, "").rstrip("/")
+    for o in reg.storage.list(folder):
+        rel = o["path"][len(folder) + 1:]
+        if rel not in m.files and rel != "manifest.json":
             bad(rel, "file not listed in the manifest")
+    if m.location:  # the version folder holds the manifest and nothing else
+        vdir = f"datasets/{m.name}/{m.version}"
+        for o in reg.storage.list(vdir):
+            if o["path"] != f"{vdir}/manifest.json":
+                out.append(Problem(ref=m.ref, path=reg.storage.source(o["path"]), problem="file not listed in the manifest"))
     if out:  # data cannot be trusted; row-level checks would only repeat the same finding
         return out
     try:
         hasher = ContentHasher(m.kind)
         for rel in m.data_files:
-            df = pl.read_parquet(d / rel)
+            df = pl.read_parquet(reg.data_path(m, rel))
             ids = row_ids(m.kind, df)
             user_ids = m.kind == "probes"
             stored = df["id"].to_list()
@@ -65,16 +71,17 @@ def verify_version(reg: Registry, m: Manifest) -> list[Problem]:
 
 def verify(reg: Registry, ref: str | None = None) -> tuple[int, list[Problem]]:
     """Verify one version or every version; returns (versions checked, problems)."""
+    reg._manifests.clear()  # check the manifests as stored now, not as this process first read them
     if ref is not None:
         m = reg.resolve(ref)
         return 1, verify_version(reg, m)
     checked, problems = 0, []
-    base = reg.root / "datasets"
-    for name_dir in sorted(base.iterdir()) if base.exists() else []:
-        for vdir in sorted(name_dir.iterdir()):
-            if vdir.is_dir() and not (vdir / "manifest.json").exists():
-                problems.append(Problem(ref=name_dir.name, path=str(vdir), problem="version folder without manifest"))
-        for m in reg.versions(name_dir.name):
+    for name in reg.storage.dirs("datasets"):
+        for v in reg.storage.dirs(f"datasets/{name}"):
+            if VERSION_RE.match(v) and not reg.storage.exists(f"datasets/{name}/{v}/manifest.json"):
+                problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"),
+                                        problem="version folder without manifest"))
+        for m in reg.versions(name):
             checked += 1
             problems.extend(verify_version(reg, m))
     return checked, problems
@@ -90,18 +97,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def gc(reg: Registry, *, dry_run: bool = False) -> list[str]:
-    """Remove staging folders and temp files of commits whose process is gone."""
+GRACE_S = 3600.0  # staged parts younger than this may belong to a commit still writing (on another machine)
+
+
+def gc(reg: Registry, *, dry_run: bool = False, grace_s: float = GRACE_S) -> list[str]:
+    """Remove what interrupted commits left: parts folders no manifest names, once older than the grace period
+    (on a local root at once when the writing process is gone), and pre-protocol staging folders and temp files."""
     removed: list[str] = []
-    staging = reg.root / ".staging"
+    local = reg.storage.local is not None
+    for name in reg.storage.dirs("datasets"):
+        used = {m.location for m in reg.versions(name)}
+        for token in reg.storage.dirs(f"datasets/{name}/parts"):
+            if f"parts/{token}" in used:
+                continue
+            prefix = f"datasets/{name}/parts/{token}"
+            objs = list(reg.storage.list(prefix))
+            pid = token.split("-", 1)[0]
+            if local and pid.isdigit() and int(pid) != os.getpid():
+                if _alive(int(pid)):
+                    continue  # a live commit: leave it alone
+            elif objs and min(age_seconds(o["last_modified"]) for o in objs) < grace_s:
+                continue
+            removed.append(reg.storage.source(prefix))
+            if not dry_run:
+                reg.storage.delete_prefix(prefix)
+    if local:
+        removed += _gc_legacy(reg.storage.local, dry_run)  # type: ignore[arg-type]
+    return removed
+
+
+def _gc_legacy(root: Path, dry_run: bool) -> list[str]:
+    """Leftovers of the rename-based protocol: .staging/<pid>-<token> folders and .<name>.<pid>.tmp files."""
+    removed: list[str] = []
+    staging = root / ".staging"
     for p in sorted(staging.iterdir()) if staging.exists() else []:
         pid = p.name.split("-", 1)[0]
         if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
-            continue  # a live commit: leave it alone
+            continue
         removed.append(str(p))
         if not dry_run:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    base = reg.root / "datasets"
+    base = root / "datasets"
     for p in sorted(base.glob("*/.*.tmp")) if base.exists() else []:
         pid = p.name.rsplit(".", 2)[-2]
         if not (pid.isdigit() and _alive(int(pid))):
