@@ -23,7 +23,7 @@ Kind = Literal["cpt", "sft", "identity", "magpie", "preference", "kto", "probes"
 ROLES = ("system", "user", "assistant", "tool")
 PROBE_TYPES = ("knowledge", "completion", "identity", "bleed", "refusal", "perplexity", "choice")
 
-VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+VERSION_RE = re.compile(r"v([1-9][0-9]*)\Z")
 
 
 class _Strict(BaseModel):

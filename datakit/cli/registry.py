@@ -8,7 +8,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from datakit.cli.common import JsonOpt, emit_json, out, reg, registry_app
+from datakit.cli.common import JsonOpt, emit_json, out, reg, registry_app, registry_root
 from datakit.errors import CheckFailed
 
 
@@ -110,7 +110,7 @@ def registry_tag(ref: str, tag: str) -> None:
 @registry_app.command("gc")
 def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
                 grace_minutes: Annotated[float, typer.Option(help="Keep unpublished parts younger than this (a commit "
-                                                             "may still be writing them from another machine).")] = 60) -> None:
+                                                             "may still be writing them from another machine).")] = 180) -> None:
     """Remove leftovers of interrupted commits (never a live one)."""
     from datakit.registry.verify import gc
 
@@ -133,3 +133,47 @@ def registry_quarantine(ref: str, limit: int = 20, as_json: JsonOpt = False) -> 
         pos = f"line {x['line']}" if x["line"] is not None else f"row {x['row']}"
         out.print(f"{x['file']}:{pos}: {x['reason']}\n    {x['raw'][:160]}")
     out.print(f"{q['total']} rejected row(s)")
+
+
+def _copy(src_root: str | None, dst_root: str | None, ref: str | None, every: bool, as_json: bool, verb: str) -> None:
+    from datakit.cli.common import byte_progress
+    from datakit.registry.remotes import copy_versions, plan_bytes, select, summary
+    from datakit.registry.store import Registry
+
+    src, dst = Registry(src_root), Registry(dst_root)
+    todo = select(src, ref, every=every)
+    with byte_progress(plan_bytes(src, todo), f"{verb} {len(todo)} version(s)") as advance:
+        results = copy_versions(src, dst, todo, advance=advance)
+    s = summary(results)
+    if as_json:
+        emit_json(s)
+        return
+    for r in results:
+        out.print(f"{r.status:8s} {r.ref}" + (f" ({r.files_copied} files, {r.bytes_copied:,} bytes)" if r.files_copied else ""))
+    out.print(f"{s['copied']} copied, {s['present']} already there: {src.root} -> {dst.root}")
+
+
+_Args = Annotated[list[str], typer.Argument(help="REF REMOTE: a dataset (all its versions) or NAME@VERSION (that one and "
+                                             "every earlier version), then the other registry (a folder or an "
+                                             "s3://, gs://, az:// URL); with --all only REMOTE.", show_default=False)]
+_AllOpt = Annotated[bool, typer.Option("--all", help="Every version of every dataset.")]
+
+
+def _ref_remote(args: list[str], every: bool) -> tuple[str | None, str]:
+    if len(args) == (1 if every else 2):
+        return (None, args[0]) if every else (args[0], args[1])
+    raise typer.BadParameter("give REF REMOTE (e.g. faq s3://team-bucket/registry), or --all REMOTE")
+
+
+@registry_app.command("push")
+def registry_push(args: _Args, every: _AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Copy versions from this registry to another (only missing files travel, each verified)."""
+    ref, remote = _ref_remote(args, every)
+    _copy(registry_root(), remote, ref, every, as_json, "push")
+
+
+@registry_app.command("pull")
+def registry_pull(args: _Args, every: _AllOpt = False, as_json: JsonOpt = False) -> None:
+    """Copy versions from another registry into this one (only missing files travel, each verified)."""
+    ref, remote = _ref_remote(args, every)
+    _copy(remote, registry_root(), ref, every, as_json, "pull")

@@ -7,11 +7,11 @@ import re
 
 from datakit.errors import DatakitError
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 
 
 def check_name(name: str, what: str = "dataset name") -> str:
-    if not NAME_RE.match(name) or ".." in name:
+    if not NAME_RE.fullmatch(name) or ".." in name:  # fullmatch: `$` would accept a trailing newline
         raise DatakitError(
             f"invalid {what} {name!r}: use lowercase letters, digits, '-', '_' and '.' "
             "(no slashes, spaces or '..'), starting with a letter or digit, e.g. 'acme-sft'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,63 +88,53 @@ def verify(reg: Registry, ref: str | None = None) -> tuple[int, list[Problem]]:
     return checked, problems
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-GRACE_S = 3600.0  # staged parts younger than this may belong to a commit still writing (on another machine)
+GRACE_S = 3 * 3600.0  # unpublished parts younger than this may belong to a commit still writing, on any machine
 
 
 def gc(reg: Registry, *, dry_run: bool = False, grace_s: float = GRACE_S) -> list[str]:
-    """Remove what interrupted commits left: parts folders no manifest names, once older than the grace period
-    (on a local root at once when the writing process is gone), and pre-protocol staging folders and temp files."""
+    """Remove what interrupted commits left: parts folders that no manifest names, once everything in them is
+    older than the grace period. Age is judged by the files' own timestamps, never by process ids (a writer in
+    another container or on another machine has a pid this one cannot see), and links are never followed."""
     removed: list[str] = []
-    local = reg.storage.local is not None
     for name in reg.storage.dirs("datasets"):
         used = {m.location for m in reg.versions(name)}
         for token in reg.storage.dirs(f"datasets/{name}/parts"):
+            prefix = f"datasets/{name}/parts/{token}"
             if f"parts/{token}" in used:
                 continue
-            prefix = f"datasets/{name}/parts/{token}"
             objs = list(reg.storage.list(prefix))
-            pid = token.split("-", 1)[0]
-            if local and pid.isdigit() and int(pid) != os.getpid():
-                if _alive(int(pid)):
-                    continue  # a live commit: leave it alone
-            elif objs and min(age_seconds(o["last_modified"]) for o in objs) < grace_s:
+            if objs and min(age_seconds(o["last_modified"]) for o in objs) < grace_s:
                 continue
             removed.append(reg.storage.source(prefix))
             if not dry_run:
                 reg.storage.delete_prefix(prefix)
-    if local:
-        removed += _gc_legacy(reg.storage.local, dry_run)  # type: ignore[arg-type]
+    if reg.storage.local is not None:
+        removed += _gc_legacy(reg.storage.local, dry_run, grace_s)
     return removed
 
 
-def _gc_legacy(root: Path, dry_run: bool) -> list[str]:
+def _newest_mtime(p: Path) -> float:
+    """Latest modification inside p, without following links."""
+    if p.is_symlink() or not p.is_dir():
+        return p.lstat().st_mtime
+    times = [p.lstat().st_mtime]
+    for folder, dirs, files in os.walk(p, followlinks=False):
+        times += [os.lstat(os.path.join(folder, f)).st_mtime for f in dirs + files]
+    return max(times)
+
+
+def _gc_legacy(root: Path, dry_run: bool, grace_s: float) -> list[str]:
     """Leftovers of the rename-based protocol: .staging/<pid>-<token> folders and .<name>.<pid>.tmp files."""
-    removed: list[str] = []
-    staging = root / ".staging"
-    for p in sorted(staging.iterdir()) if staging.exists() else []:
-        pid = p.name.split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+    now, removed = time.time(), []
+    staging, base = root / ".staging", root / "datasets"
+    found = sorted(staging.iterdir()) if staging.exists() else []
+    found += sorted(base.glob("*/.*.tmp")) if base.exists() else []
+    for p in found:
+        if now - _newest_mtime(p) < grace_s:
             continue
         removed.append(str(p))
         if not dry_run:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    base = root / "datasets"
-    for p in sorted(base.glob("*/.*.tmp")) if base.exists() else []:
-        pid = p.name.rsplit(".", 2)[-2]
-        if not (pid.isdigit() and _alive(int(pid))):
-            removed.append(str(p))
-            if not dry_run:
-                p.unlink(missing_ok=True)
+            p.unlink() if p.is_symlink() or not p.is_dir() else shutil.rmtree(p, ignore_errors=True)
     return removed
 
 

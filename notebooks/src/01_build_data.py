@@ -148,7 +148,7 @@ datakit("registry", "diff", "alpaca-en@v1", "alpaca-en@v2")
 # put it back.
 
 # %%
-part = REG / "datasets" / "alpaca-en" / "v1" / first.manifest.data_files[0]
+part = Path(reg.data_path(first.manifest, first.manifest.data_files[0]))  # where v1's first part lives
 original = part.read_bytes()
 part.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
 print(datakit("registry", "verify", "alpaca-en@v1"))
