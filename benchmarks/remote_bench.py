@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "remote_bench.json")
     a = ap.parse_args()
-    proc, endpoint = start_s3()
+    proc, _ = start_s3()
     try:
         df = chat_frame(a.rows)
         runs: dict[str, list[dict]] = {"local": [], "s3": []}

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from datakit.registry.store import Registry
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL = Path(os.environ.get("DATAKIT_EXTERNAL_DATA", ROOT.parent / "shared" / "data" / "external"))
 
+os.environ.setdefault("DATAKIT_CACHE", tempfile.mkdtemp(prefix="datakit-test-cache-"))  # not the user's ~/.cache
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 

@@ -6,10 +6,15 @@ Heavy libraries are imported inside the commands that need them, so `datakit --h
 
 from __future__ import annotations
 
+import os
 import sys
+
+from rich.markup import escape
 
 from datakit.cli.common import app, err
 from datakit.errors import DatakitError
+from datakit.faults import describe
+from datakit.secrets import scrub
 
 # Importing a command module registers its commands on `app`, in the order `datakit --help` lists them.
 # isort: off
@@ -22,8 +27,18 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    """The error boundary: no fault of the input or the environment ends in a traceback (`--debug` shows it)."""
+    debug = "--debug" in sys.argv or os.environ.get("DATAKIT_DEBUG") == "1"
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
     try:
         app()
-    except DatakitError as e:
-        err.print(f"[red]error:[/] {e}")
-        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: nothing partial was published; rerun to finish")
+        sys.exit(130)
+    except Exception as e:
+        if debug and not isinstance(e, DatakitError):
+            raise
+        message, code = describe(e)
+        err.print(f"[red]error:[/] {escape(scrub(message))}", highlight=False, soft_wrap=True)
+        sys.exit(code)

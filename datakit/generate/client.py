@@ -22,6 +22,7 @@ from datakit.errors import DatakitError
 from datakit.evals.runners import progress
 from datakit.generate.journal import Journal
 from datakit.generate.spec import GeneratorSpec, parse_spec
+from datakit.secrets import scrub
 
 BACKOFF_CAP_S = 30.0
 
@@ -64,6 +65,15 @@ class Result(BaseModel):
     attempts: int = 0
     seconds: float = 0.0
     from_journal: bool = False  # found in the journal, not generated in this call (never written to it)
+    secret_masked: bool = False  # the server echoed a credential of this environment into the text; masked
+
+    @model_validator(mode="after")
+    def _mask_secrets(self) -> Result:
+        """A completion that echoes a key (a server quoting its request, a prompt-injected model) is masked
+        before it reaches a row, a journal or a report."""
+        if self.text and (clean := scrub(self.text)) != self.text:
+            self.text, self.secret_masked = clean, True
+        return self
 
     @property
     def ok(self) -> bool:
@@ -125,9 +135,8 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         text = f"timed out after {timeout_s:g}s"
     else:
-        text = f"{type(exc).__name__}: {exc}"[:500]
-    key = os.environ.get("OPENAI_API_KEY")
-    return text.replace(key, "***") if key else text
+        text = f"{type(exc).__name__}: {exc}"
+    return scrub(text)[:500]  # scrubbed before it is cut: a key cut in half would not be found
 
 
 async def _call(client: Any, spec: GeneratorSpec, req: Request) -> tuple[str, str | None]:
@@ -252,5 +261,5 @@ def _local_all(spec: GeneratorSpec, todo: dict[str, Request], finish: Callable[[
             text, reason = _finish_reason(runner, text, req)
             finish(Result(key=key, text=text, finish_reason=reason, attempts=1, seconds=time.monotonic() - start))
         except Exception as exc:  # noqa: BLE001 - recorded, so one bad request does not lose the run
-            finish(Result(key=key, error=f"{type(exc).__name__}: {exc}"[:500], attempts=1,
+            finish(Result(key=key, error=scrub(f"{type(exc).__name__}: {exc}")[:500], attempts=1,
                           seconds=time.monotonic() - start))

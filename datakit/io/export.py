@@ -26,6 +26,7 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
     if fmt == "parquet":
         reg.scan(m).sink_parquet(tmp)
     else:
+        reg.check(m)
         with open(tmp, "wb") as f:
             for part in m.data_files:
                 for rec in frame_to_records(m.kind, pl.read_parquet(reg.data_path(m, part))):
@@ -108,6 +109,10 @@ def export(reg: Registry, ref: str, fmt: str, out: Path, *, tokenizer: Path | No
            max_seq_len: int = 1024) -> dict:
     """Every export format behind one call. With a tokenizer, training rows are also preflighted against it
     (`info["preflight"]`); for lm-eval the tokenizer gives the tasks their stop sequence instead."""
+    root = reg.storage.local
+    if root is not None and out.absolute().resolve().is_relative_to(root.resolve()):
+        raise DatakitError(f"--out {out} is inside the registry {root}: an export there could overwrite a version's "
+                           "own files; write it outside the registry")
     if fmt in PLAIN_FORMATS:
         m, n = export_rows(reg, ref, fmt, out)
         info: dict = {"ref": m.ref, "format": fmt, "rows": n}

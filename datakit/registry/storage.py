@@ -96,6 +96,21 @@ class Storage:
         except (NotFoundError, FileNotFoundError):
             return False
 
+    def stamp(self, path: str) -> str | None:
+        """"size:version" of an object (version: its ETag, or modification time on disk), None when there is none:
+        what changes whenever the object's bytes may have changed."""
+        if self.local is not None:
+            try:
+                st = (self.local / path).stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        try:
+            meta = obstore.head(self._obj(), path)
+        except (NotFoundError, FileNotFoundError):
+            return None
+        return f"{meta['size']}:{meta.get('e_tag') or meta['last_modified'].isoformat()}"
+
     def list(self, prefix: str) -> Iterator[dict[str, Any]]:
         """Every object under `prefix` (recursive): path, size, last_modified."""
         store = self._obj()

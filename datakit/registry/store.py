@@ -28,7 +28,7 @@ import orjson
 import polars as pl
 
 from datakit import __version__
-from datakit.errors import DatakitError
+from datakit.errors import CheckFailed, DatakitError
 from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
 from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name, stored_schema
@@ -161,7 +161,7 @@ class Registry:
             raise DatakitError(f"tag {tag!r} looks like a version number; pick a name such as 'baseline'")
         m = self.resolve(ref)
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            seq, tags = self._tag_state(m.name)
+            seq, tags = self._tag_state(m.name, strict=False)
             before = tags.get(tag)
             body = orjson.dumps({"tags": {**tags, tag: m.version}, "moved": tag, "to": m.version,
                                  "at": datetime.now(timezone.utc).isoformat()}, option=orjson.OPT_SORT_KEYS)
@@ -184,9 +184,23 @@ class Registry:
                 raw = self.storage.get(f"datasets/{name}/{v}/manifest.json")
                 if raw is None:
                     continue  # a folder without manifest (a pre-protocol crash): never a version
-                m = self._manifests[(name, v)] = Manifest.model_validate_json(raw)
+                m = self._manifests[(name, v)] = self.parse_manifest(name, v, raw)
             found.append(m)
         return found
+
+    def parse_manifest(self, name: str, version: str, raw: bytes) -> Manifest:
+        """A stored manifest, checked to be whole and to describe the folder it sits in."""
+        where = self.storage.source(f"datasets/{name}/{version}/manifest.json")
+        try:
+            m = Manifest.model_validate_json(raw)
+        except ValueError as e:  # pydantic's ValidationError (torn, empty or edited JSON) is a ValueError
+            first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()
+            raise CheckFailed(f"{where}: damaged manifest ({first}); `datakit registry verify` lists all damage, "
+                              f"`datakit registry pull {name} REMOTE` restores it from a copy") from None
+        if (m.name, m.version) != (name, version):
+            raise CheckFailed(f"{where}: the manifest describes {m.ref}, not {name}@{version} (a version folder was "
+                              "copied or renamed by hand); move it back or remove it")
+        return m
 
     def tags(self, name: str) -> dict[str, str]:
         return self._tag_state(name)[1]
@@ -230,14 +244,25 @@ class Registry:
         """A version's file as a path on disk or a URL, for messages and for polars."""
         return self.storage.source(self.file_key(m, rel))
 
-    def scan(self, ref: str | Manifest) -> pl.LazyFrame:
-        """The version's rows, read lazily from disk or straight from the bucket (no download first)."""
+    def scan(self, ref: str | Manifest, *, check: bool = True) -> pl.LazyFrame:
+        """The version's rows, read lazily from disk or straight from the bucket (no download first). Each part's
+        size and row count (its Parquet footer) are first checked against the manifest, so a truncated, swapped
+        or overwritten part fails here, naming the file, instead of returning wrong rows."""
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
+        if check:
+            self.check(m)
         # parts written before a field existed read with it as null (schemas.EXTENSION_FIELDS)
         schema = stored_schema(m.kind)
         cast = pl.ScanCastOptions(missing_struct_fields="insert")
         return pl.concat([pl.scan_parquet(self.data_path(m, f), schema=schema, cast_options=cast,
                                           missing_columns="insert") for f in m.data_files], how="vertical")
+
+    def check(self, m: Manifest) -> None:
+        """Every data part against the manifest (`integrity.check_part`); CheckFailed names the first bad file."""
+        from datakit.registry.integrity import check_part
+
+        for f in m.data_files:
+            check_part(self, m, f)
 
     def load(self, ref: str | Manifest) -> pl.DataFrame:
         return self.scan(ref).collect()
@@ -274,14 +299,25 @@ class Registry:
                 snaps.append((int(stem), o["path"]))
         return sorted(snaps)
 
-    def _tag_state(self, name: str) -> tuple[int, dict[str, str]]:
-        """(sequence number, tags) of the newest snapshot; before any, a pre-protocol tags.json if there is one."""
+    def _tag_state(self, name: str, *, strict: bool = True) -> tuple[int, dict[str, str]]:
+        """(sequence number of the newest snapshot, its tags); before any snapshot, a pre-protocol tags.json.
+        Not `strict` (moving a tag): a damaged newest snapshot is skipped for the newest readable one, so moving
+        a tag repairs the damage."""
         snaps = self._tag_snapshots(name)
-        if snaps:
-            seq, key = snaps[-1]
-            return seq, orjson.loads(self.storage.get(key) or b"{}").get("tags", {})
-        legacy = self.storage.get(f"datasets/{name}/tags.json")
-        return 0, orjson.loads(legacy) if legacy else {}
+        seq = snaps[-1][0] if snaps else 0
+        for _, key in reversed(snaps or [(0, f"datasets/{name}/tags.json")]):
+            raw = self.storage.get(key)
+            try:
+                tags = orjson.loads(raw) if raw else {}
+                tags = tags.get("tags", {}) if snaps else tags
+                if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+                    raise ValueError("not a tag -> version map")
+                return seq, tags
+            except (ValueError, AttributeError) as e:
+                if strict:
+                    raise CheckFailed(f"{self.storage.source(key)}: damaged tag file ({e}); `datakit registry "
+                                      "verify` lists it; moving any tag of this dataset writes a fresh snapshot") from None
+        return seq, {}
 
 
 def _parse_ref(text: str) -> DatasetRef:

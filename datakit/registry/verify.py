@@ -12,6 +12,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from datakit.registry.rows import ContentHasher, frame_to_records, row_ids
+from datakit.errors import CheckFailed, DatakitError
 from datakit.registry.storage import age_seconds, sha256_bytes
 from datakit.registry.store import Registry
 from datakit.schemas import VERSION_RE, Manifest
@@ -30,6 +31,9 @@ def verify_version(reg: Registry, m: Manifest) -> list[Problem]:
     def bad(rel: str, what: str) -> None:
         out.append(Problem(ref=m.ref, path=reg.data_path(m, rel), problem=what))
 
+    for rel in m.data_files:
+        if rel not in m.files:
+            bad(rel, "data file has no checksum in the manifest")
     for rel, entry in m.files.items():
         data = reg.read_file(m, rel)
         if data is None:
@@ -71,21 +75,49 @@ def verify_version(reg: Registry, m: Manifest) -> list[Problem]:
 
 
 def verify(reg: Registry, ref: str | None = None) -> tuple[int, list[Problem]]:
-    """Verify one version or every version; returns (versions checked, problems)."""
+    """Verify one version or the whole registry the way fsck would; returns (versions checked, problems).
+    The whole registry: every version folder (a manifest missing, damaged, or describing another folder), every
+    version's files and content, and every tag (a damaged snapshot, a tag naming a missing version)."""
     reg._manifests.clear()  # check the manifests as stored now, not as this process first read them
     if ref is not None:
         m = reg.resolve(ref)
         return 1, verify_version(reg, m)
+    if reg.storage.local is not None and not reg.storage.local.exists():
+        raise DatakitError(f"no registry at {reg.root}: check --registry or DATAKIT_REGISTRY (a mistyped path "
+                           "would otherwise verify as an empty registry)")
     checked, problems = 0, []
     for name in reg.storage.dirs("datasets"):
+        versions = []
         for v in reg.storage.dirs(f"datasets/{name}"):
-            if VERSION_RE.match(v) and not reg.storage.exists(f"datasets/{name}/{v}/manifest.json"):
+            if not VERSION_RE.match(v):
+                continue
+            key = f"datasets/{name}/{v}/manifest.json"
+            raw = reg.storage.get(key)
+            if raw is None:
                 problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"),
                                         problem="version folder without manifest"))
-        for m in reg.versions(name):
+                continue
+            try:
+                m = reg.parse_manifest(name, v, raw)
+            except CheckFailed as e:
+                problems.append(Problem(ref=f"{name}@{v}", path=reg.storage.source(key), problem=str(e).split(": ", 1)[1]))
+                continue
             checked += 1
+            versions.append(m.version)
             problems.extend(verify_version(reg, m))
+        problems.extend(_tag_problems(reg, name, set(versions)))
     return checked, problems
+
+
+def _tag_problems(reg: Registry, name: str, versions: set[str]) -> list[Problem]:
+    try:
+        _, tags = reg._tag_state(name)
+    except CheckFailed as e:
+        path, _, what = str(e).partition(": ")
+        return [Problem(ref=name, path=path, problem=what)]
+    where = reg.storage.source(f"datasets/{name}/tags")
+    return [Problem(ref=f"{name}@{tag}", path=where, problem=f"tag points at {v}, which does not exist (dangling)")
+            for tag, v in sorted(tags.items()) if v not in versions]
 
 
 GRACE_S = 3 * 3600.0  # unpublished parts younger than this may belong to a commit still writing, on any machine

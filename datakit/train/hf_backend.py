@@ -107,7 +107,7 @@ def load_policy(job: StageJob) -> tuple[Any, Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    remote = bool(getattr(job, "trust_remote_code", False))  # StageJob has no such field yet: off
+    remote = job.trust_remote_code  # off unless the recipe turns it on
     tok = AutoTokenizer.from_pretrained(str(job.base_model), trust_remote_code=remote)
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(job.base_model), dtype=dtype, trust_remote_code=remote,
@@ -344,7 +344,7 @@ def job_to_json(job: StageJob, path: Path) -> Path:
     """The StageJob as JSON so another process (torchrun) can rebuild it."""
     data = {"stage": job.stage.model_dump(), "base_model": str(job.base_model), "data_dir": str(job.data_dir),
             "out_dir": str(job.out_dir), "adapter_in": str(job.adapter_in) if job.adapter_in else None,
-            "seed": job.seed}
+            "seed": job.seed, "trust_remote_code": job.trust_remote_code}
     path.write_text(json.dumps(data, indent=2))
     return path
 
@@ -353,7 +353,8 @@ def job_from_json(path: Path) -> StageJob:
     d = json.loads(path.read_text())
     return StageJob(stage=StageSpec.model_validate(d["stage"]), base_model=Path(d["base_model"]),
                     data_dir=Path(d["data_dir"]), out_dir=Path(d["out_dir"]),
-                    adapter_in=Path(d["adapter_in"]) if d.get("adapter_in") else None, seed=d.get("seed", 0))
+                    adapter_in=Path(d["adapter_in"]) if d.get("adapter_in") else None, seed=d.get("seed", 0),
+                    trust_remote_code=bool(d.get("trust_remote_code", False)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ class StageJob:
     adapter_in: Path | None = None  # adapter folder to start from (the previous stage's adapter/)
     seed: int = 0
     track_memory: bool = False  # hf on a CPU: count peak tensor bytes (slower); CUDA and MLX always count
+    trust_remote_code: bool = False  # the recipe's switch: run a model folder's own Python code (hf only)
     metrics: MetricsLog = field(init=False)
 
     def __post_init__(self) -> None:

@@ -103,7 +103,8 @@ class RecipeSpec(_Spec):
     base_model: str = Field(description="local model folder (or a hub id already in the local cache)")
     seed: int = 0
     output_dir: str = "runs"
-    trust_remote_code: bool = Field(False, description="never on unless you turn it on")
+    trust_remote_code: bool = Field(False, description="let transformers run the model folder's own Python code "
+                                    "(auto_map); never on unless you turn it on; hf only")
     stages: list[StageSpec] = Field(min_length=1)
 
     _name = field_validator("name")(check_name)
@@ -114,6 +115,9 @@ class RecipeSpec(_Spec):
         order = [rank[s.stage] for s in self.stages]
         if order != sorted(order):
             raise ValueError(f"stages run cpt -> sft -> dpo/kto; got {' -> '.join(s.stage for s in self.stages)}")
+        if self.trust_remote_code and self.backend == "mlx":  # accepted and ignored would be a silent lie
+            raise ValueError("trust_remote_code: mlx-lm never runs a model folder's own code; remove the line, or "
+                             "use backend: hf for a model that needs its own code")
         return self
 
 

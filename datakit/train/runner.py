@@ -197,7 +197,8 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
         export_training(reg, sp.data_ref, recipe.backend, data_dir)
         _preflight(Path(sp.base_model), sp, st, recipe.backend, reg, stage_dir)
         job = StageJob(stage=st, base_model=Path(sp.base_model), data_dir=data_dir, out_dir=stage_dir,
-                       adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed)
+                       adapter_in=Path(sp.adapter_in) if sp.adapter_in else None, seed=recipe.seed,
+                       trust_remote_code=recipe.trust_remote_code)
         if launcher:
             res = _launch(launcher, job, stage_dir)
         else:
