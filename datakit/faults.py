@@ -25,14 +25,14 @@ def _first_line(text: str, limit: int = 300) -> str:
 def _os_fault(e: OSError) -> tuple[str, int]:
     where = e.filename or "a file"
     if e.errno == errno.ENOSPC:
-        return f"disk full while writing {where}: free space or point --registry at a larger disk; " \
-               "nothing partial was published (rerun after freeing space)", 1
+        return (f"disk full while writing {where}: free space or point --registry at a larger disk; "
+                "nothing partial was published (rerun after freeing space)"), 1
     if e.errno == errno.EDQUOT:
         return f"disk quota exceeded while writing {where}: free space or raise the quota, then rerun", 1
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         kind = "read-only" if e.errno == errno.EROFS else "not writable by this user"
-        return f"{where} is {kind}: read commands work here; to write, use a writable --registry " \
-               "(or fix the permissions)", 2
+        return (f"{where} is {kind}: read commands work here; to write, use a writable --registry "
+                "(or fix the permissions)"), 2
     if e.errno == errno.ENOENT:
         return f"no such file or folder: {where}; check the path", 2
     if e.errno == errno.EISDIR:
@@ -53,11 +53,11 @@ def describe(e: BaseException) -> tuple[str, int]:
     if mod == "pydantic":
         return f"invalid data: {_first_line(e)}; run `datakit registry verify` if it comes from the registry", 1
     if mod == "polars" or mod == "pyarrow":
-        return f"cannot read the data ({name}: {_first_line(e)}); run `datakit registry verify` to find " \
-               "damaged files", 1
+        return (f"cannot read the data ({name}: {_first_line(e)}); run `datakit registry verify` to find "
+                "damaged files"), 1
     if mod == "obstore":
-        return f"storage error ({name}): {_first_line(e)}; check the bucket URL, the credentials in the " \
-               "environment and the network", 1
+        return (f"storage error ({name}): {_first_line(e)}; check the bucket URL, the credentials in the "
+                "environment and the network"), 1
     if isinstance(e, RecursionError):
         return "input nested too deeply to process; flatten it or reject the file", 2
     return f"internal error ({name}: {_first_line(e)}); {DEBUG_HINT} and report it", 1

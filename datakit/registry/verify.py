@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel
 
-from datakit.registry.rows import ContentHasher, frame_to_records, row_ids
 from datakit.errors import CheckFailed, DatakitError
+from datakit.registry.rows import ContentHasher, frame_to_records, row_ids
 from datakit.registry.storage import age_seconds, sha256_bytes
 from datakit.registry.store import Registry
 from datakit.schemas import VERSION_RE, Manifest
