@@ -81,3 +81,27 @@ def test_sixteen_writers_racing_lose_nothing_and_duplicate_nothing(any_reg: Regi
     assert all(s == said[0] for s in said) and len(said[0]) == 3
     assert verify(reg) == (39, [])
     assert gc(reg, grace_s=0) == []  # losers removed their own parts
+
+
+def test_a_stopped_writer_blocks_no_one(any_reg: Registry):
+    """No locks: a writer frozen mid-loop (SIGSTOP) cannot hold up another; when it resumes both finish."""
+    reg = any_reg
+    frozen = spawn(str(reg.root), "stuck", "0", "0")
+    assert frozen.stdout.readline().strip() == "ready"
+    assert frozen.stdout.readline().startswith("committed")
+    time.sleep(0.01)
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        other = spawn(str(reg.root), "stuck", "500", "3")
+        out, errs = other.communicate(timeout=120)
+        assert other.returncode == 0, errs[-2000:]
+        assert len([ln for ln in out.splitlines() if ln.startswith("committed")]) == 3
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+        time.sleep(0.2)
+        frozen.send_signal(signal.SIGKILL)
+        frozen.communicate()
+    gc(reg, grace_s=0)
+    assert verify(reg)[1] == []
+    numbers = [int(m.version[1:]) for m in reg.versions("stuck")]
+    assert numbers == list(range(1, len(numbers) + 1)) and {500, 501, 502} <= {m.params["i"] for m in reg.versions("stuck")}

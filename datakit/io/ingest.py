@@ -234,6 +234,8 @@ def ingest(
                         on_bytes(st.bytes - done)
                         done = st.bytes
             except OSError as e:
+                if e.filename and str(e.filename) != str(path):
+                    raise  # a fault writing the registry (disk full, read-only), not reading the source
                 raise DatakitError(f"{path}: cannot read ({e.strerror}); check the path and permissions") from None
             quarantine.extend(fi.quarantine)
             reports.append(FileReport(

@@ -13,6 +13,7 @@ in `url`, written or printed.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import shutil
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import obstore
-from obstore.exceptions import AlreadyExistsError, NotFoundError
+from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError
 
 from datakit.errors import DatakitError
 
@@ -65,7 +66,7 @@ class Storage:
                 if not self.local.exists():
                     if not create:
                         return None
-                    self.local.mkdir(parents=True, exist_ok=True)
+                    self.local.mkdir(parents=True, exist_ok=True)  # OSError (read-only, full) names the folder
                 self._store = obstore.store.LocalStore(self.local)
             else:
                 try:
@@ -151,6 +152,8 @@ class Storage:
             if create:
                 return False
             raise
+        except BaseError as e:  # a full or read-only disk: say so, as an OSError naming the file
+            raise _as_os_error(e, self.source(path)) from None
 
     def delete(self, path: str) -> None:
         store = self._obj()
@@ -177,12 +180,21 @@ class Storage:
                 return
             probe = f"_datakit/probe-{secrets.token_hex(8)}"
             results: list[bool] = []
-            racers = [threading.Thread(target=lambda: results.append(self._put(probe, b"probe", True)))
-                      for _ in range(2)]
+            errors: list[Exception] = []
+
+            def race() -> None:
+                try:
+                    results.append(self._put(probe, b"probe", True))
+                except Exception as e:  # noqa: BLE001 - re-raised below, in the caller's thread
+                    errors.append(e)
+
+            racers = [threading.Thread(target=race) for _ in range(2)]
             for t in racers:
                 t.start()
             for t in racers:
                 t.join()
+            if errors:  # cannot write at all (read-only, full, no permission): that is the message
+                raise errors[0]
             again = self._put(probe, b"again", True)
             self.delete(probe)
             if sorted(results) != [False, True] or again:
@@ -193,10 +205,21 @@ class Storage:
             _CHECKED[self.url] = True
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _as_os_error(e: Exception, where: str) -> Exception:
+    """obstore reports a local disk's errno inside its message ("... (os error 28)"); turn that into the OSError
+    it is, so callers and the CLI see ENOSPC, EROFS or EACCES with the file's path. Other errors stay as they are."""
+    found = _OS_ERROR.search(str(e))
+    if not found:
+        return e
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), where)
+
+
 def _client_options() -> dict[str, Any]:
     """Plain-HTTP endpoints (MinIO, a local S3 server) need allow_http; obstore reads AWS_ALLOW_HTTP too."""
-    import os
-
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "") or os.environ.get("AWS_ENDPOINT", "")
     return {"allow_http": True} if endpoint.startswith("http://") else {}
 
