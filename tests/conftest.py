@@ -114,7 +114,7 @@ def chat_completion(text: str, finish: str = "stop", model: str = "m") -> dict:
 @__import__("contextlib").contextmanager
 def json_server(respond):
     """A stdlib HTTP server on a free loopback port; yields its /v1 base URL. `respond(body_bytes, headers)`
-    returns (status, JSON payload), or a number of seconds to hang without answering."""
+    returns (status, JSON payload[, extra headers]), or a number of seconds to hang without answering."""
     import threading
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,9 +129,11 @@ def json_server(respond):
             if isinstance(reply, (int, float)):
                 time.sleep(reply)
                 return
-            status, payload = reply
+            status, payload, *extra = reply
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for key, value in (extra[0] if extra else {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -100,8 +100,8 @@ def scripted() -> Iterator[tuple[str, list, list]]:
 
     def respond(raw: bytes, headers: dict) -> tuple[int, dict] | float:
         seen.append(headers)
-        status, body = script.pop(0) if script else ("hang", 3)
-        return body if status == "hang" else (status, body)
+        reply = script.pop(0) if script else ("hang", 3)
+        return reply[1] if reply[0] == "hang" else reply
 
     with json_server(respond) as url:
         yield url, script, seen
@@ -147,8 +147,21 @@ def test_a_client_error_is_not_retried_and_an_unreachable_server_is_a_failure_no
         (res,) = generate_all(f"openai:m@{url}", [Request(messages=HELLO)], journal=j, backoff_s=0.01)
         assert res.attempts == 1 and "BadRequestError" in res.error and "bad max_tokens" in res.error
         dead = f"openai:m@http://127.0.0.1:{free_port()}/v1"
-        (res,) = generate_all(dead, [Request(messages=HELLO)], journal=j, retries=2, backoff_s=0.01)
-        assert res.attempts == 3 and "APIConnectionError" in res.error
+        start = time.monotonic()
+        eight = [Request(messages=[{"role": "user", "content": f"hi {i}"}]) for i in range(8)]
+        with pytest.raises(DatakitError, match="cannot reach the generation server .* all 4 requests of the first wave"):
+            generate_all(dead, eight, journal=j, retries=4, backoff_s=1.0, concurrency=4)
+        assert time.monotonic() - start < 3  # the circuit breaker: no request retried to the end
+        assert j.counts() == {"done": 0, "failed": 1}  # only the 400 above: the unsent ones are a rerun's
+
+
+def test_retry_after_is_honoured_when_longer_than_the_backoff(scripted: tuple[str, list, list], tmp_path: Path) -> None:
+    url, script, seen = scripted
+    script += [(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"}), (200, _completion("ok"))]
+    start = time.monotonic()
+    with Journal(tmp_path / "j.jsonl") as j:
+        (res,) = generate_all(f"openai:m@{url}", [Request(messages=HELLO)], journal=j, retries=2, backoff_s=0.01)
+    assert res.ok and res.attempts == 2 and time.monotonic() - start >= 1.0
 
 
 # ---- the journal -------------------------------------------------------------------------------

@@ -105,15 +105,14 @@ class _FileIngest:
         if self.fmt == "auto" and b.table.num_rows:
             # a table row carries every column of the block; the raw line has only its own keys
             first = orjson.loads(b.raws[0]) if b.raws else b.table.slice(0, 1).to_pylist()[0]
-            self.resolve_format({k: v for k, v in first.items() if v is not None})
+            first = {k: v for k, v in first.items() if v is not None} if isinstance(first, dict) else {}
+            if detect_format(first, self.kind) is None:  # e.g. a first row `{}`: rows decide one by one
+                return self._row_by_row(b)
+            self.resolve_format(first)
             self.check_kind()
         df = _columnar_frame(b.table, self.kind, self.fmt) if columnar else None
         if df is None:  # not canonical: row by row (JSONL re-parsed, so absent keys stay absent)
-            if b.raws is not None:
-                return self.row_batch(RowBatch([parse_line(r, n) for r, n in zip(b.raws, b.lines or [])]))
-            rows = b.table.to_pylist()
-            items = [Item(o, orjson.dumps(o, default=str).decode(), row=n) for o, n in zip(rows, b.rows or [])]
-            return self.row_batch(RowBatch(items))
+            return self._row_by_row(b)
         self.rows_in += df.height
         name = orjson.dumps(self.path.name).decode()
         pos_key, pos = ("line", b.lines) if b.lines else ("row", b.rows)
@@ -126,6 +125,13 @@ class _FileIngest:
 
         return self._keep_valid(df, where)
 
+    def _row_by_row(self, b: ArrowBatch) -> pl.DataFrame:
+        if b.raws is not None:
+            return self.row_batch(RowBatch([parse_line(r, n) for r, n in zip(b.raws, b.lines or [])]))
+        rows = b.table.to_pylist()
+        items = [Item(o, orjson.dumps(o, default=str).decode(), row=n) for o, n in zip(rows, b.rows or [])]
+        return self.row_batch(RowBatch(items))
+
     def row_batch(self, batch: RowBatch) -> pl.DataFrame:
         model = RECORD_MODELS[self.kind]
         records, kept_items = [], []
@@ -137,6 +143,10 @@ class _FileIngest:
             if self.fmt == "auto":
                 if not isinstance(it.obj, dict):
                     self.reject(it.raw, it.line, it.row, f"expected a JSON object, got {type(it.obj).__name__}")
+                    continue
+                if detect_format(it.obj, self.kind) is None:  # this row, not the whole file, is unreadable
+                    self.reject(it.raw, it.line, it.row, f"cannot tell the row format from its keys "
+                                f"({', '.join(sorted(it.obj)) or 'none'}). " + unsupported_reason(it.obj))
                     continue
                 self.resolve_format(it.obj)
                 self.check_kind()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -66,11 +67,30 @@ def _decode_error(raw: bytes, unit: str = "line") -> str | None:
     return None
 
 
+BOM = b"\xef\xbb\xbf"
+MAX_JSON_DEPTH = 100  # deeper rows are rejected before any parser sees them (pyarrow's crashes near 20,000)
+_BRACKETS = np.zeros(256, dtype=np.int8)
+_BRACKETS[[ord("{"), ord("[")]] = 1
+_BRACKETS[[ord("}"), ord("]")]] = -1
+
+
+def nesting_depth(data: bytes) -> int:
+    """An upper bound of the JSON nesting depth (brackets inside strings count too), vectorized."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    return int(np.cumsum(_BRACKETS[np.frombuffer(data, dtype=np.uint8)], dtype=np.int32).max())
+
+
 def parse_line(raw: bytes, line: int) -> Item:
     text = raw.decode("utf-8", errors="replace")
     bad = _decode_error(raw)
     if bad:
         return Item(None, text, line=line, error=bad)
+    if raw.startswith(BOM):
+        return Item(None, text, line=line, error="a byte order mark (BOM) starts this line, not the file; "
+                    "remove it (files joined with `cat` carry one per original file)")
+    if nesting_depth(raw) > MAX_JSON_DEPTH:
+        return Item(None, text[:2000], line=line, error=f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return Item(orjson.loads(raw), text, line=line)
     except orjson.JSONDecodeError as e:
@@ -110,6 +130,8 @@ def jsonl_batches(path: Path, st: FileStats, *, columnar: bool) -> Iterator[RowB
                 st.hasher.update(block)
                 st.bytes += len(block)
             data = tail + block
+            if line_no == 0 and not tail and data.startswith(BOM):
+                data = data[len(BOM):]  # a BOM at the start of the file is an encoding mark, not content
             if block:  # keep the unfinished last line for the next block
                 cut = data.rfind(b"\n") + 1
                 lines, tail = data[:cut].split(b"\n")[:-1], data[cut:]
@@ -134,9 +156,13 @@ def jsonl_batches(path: Path, st: FileStats, *, columnar: bool) -> Iterator[RowB
 
 
 def _jsonl_batch(raws: list[bytes], lines: list[int], columnar: bool, st: FileStats) -> RowBatch | ArrowBatch:
-    if columnar:
+    block = b"\n".join(raws)
+    # pyarrow's reader keeps invalid UTF-8, turns `null` lines into rows (and crashes when one comes first) and
+    # crashes on deep nesting: such blocks go line by line, where the bad lines are rejected with their reason
+    if (columnar and all(r.lstrip()[:1] == b"{" for r in raws)  # pyarrow crashes on a first line `null`
+            and BOM not in block and _decode_error(block) is None and nesting_depth(block) <= MAX_JSON_DEPTH):
         try:
-            table = pa_json.read_json(pa.BufferReader(b"\n".join(raws)))
+            table = pa_json.read_json(pa.BufferReader(block))
             if table.num_rows == len(raws):
                 return ArrowBatch(table, raws, lines, None)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
