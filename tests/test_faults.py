@@ -167,3 +167,25 @@ def test_trust_remote_code_on_mlx_is_refused_instead_of_ignored(tmp_path):
                     "stages: [{stage: sft, data: faq}]\n")
     with pytest.raises(DatakitError, match="trust_remote_code"):
         load_recipe(path)
+
+
+def test_repair_lists_then_applies_the_safe_fixes_and_deletes_nothing(cli, tmp_path):
+    from datakit.registry.verify import gc
+
+    reg = _make(cli, tmp_path)
+    reg.tag("faq@v2", "prod")
+    reg.tag("faq@v1", "baseline")
+    _, part = _part(reg, "faq@v2")
+    _damage("flipped-byte", reg, tmp_path)
+    before = sorted(p for p in (tmp_path / "registry").rglob("*") if p.is_file())
+    plan = cli("registry", "repair", "--json", check_json=True).json
+    assert [(f["action"], f["target"]) for f in plan["fixes"]] == [("quarantine-version", "faq@v2"), ("rewrite-tags", "faq")]
+    assert sorted(p for p in (tmp_path / "registry").rglob("*") if p.is_file()) == before  # a plan changes nothing
+    assert cli("registry", "repair", "--yes").returncode == 0
+    assert cli("registry", "verify").returncode == 0
+    fresh = Registry(tmp_path / "registry")
+    assert [m.version for m in fresh.versions("faq")] == ["v1"] and fresh.tags("faq") == {"baseline": "v1"}
+    assert part.exists() and gc(fresh, grace_s=0) == [] and part.exists()  # the damaged data is kept, not collected
+    assert cli("ingest", str(write_jsonl(tmp_path / "c.jsonl", [chat("new", "row")])), "--name", "faq",
+               "--kind", "sft").returncode == 0
+    assert Registry(tmp_path / "registry").resolve("faq").version == "v3"  # a quarantined number is never reused

@@ -120,6 +120,24 @@ def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     out.print(f"{len(removed)} leftover(s)")
 
 
+@registry_app.command("repair")
+def registry_repair(yes: Annotated[bool, typer.Option("--yes", help="Apply the fixes (default: only list them).")] = False,
+                    as_json: JsonOpt = False) -> None:
+    """Safe fixes for what verify finds: quarantine damaged versions, drop dangling tags. Deletes nothing."""
+    from datakit.registry.repair import apply, plan
+
+    r = reg()
+    fixes = plan(r)
+    if yes:
+        apply(r, fixes)
+    if as_json:
+        emit_json({"applied": yes, "fixes": [f.model_dump() for f in fixes]})
+        return
+    for f in fixes:
+        out.print(f"{'fixed' if yes else 'would fix'}: {f.action} {f.target} ({f.why})", markup=False)
+    out.print(f"{len(fixes)} fix(es)" + ("" if yes or not fixes else "; run with --yes to apply"))
+
+
 @registry_app.command("quarantine")
 def registry_quarantine(ref: str, limit: int = 20, as_json: JsonOpt = False) -> None:
     """Rows that a version's ingest rejected, with file, line and reason."""

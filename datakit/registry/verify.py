@@ -94,8 +94,9 @@ def verify(reg: Registry, ref: str | None = None) -> tuple[int, list[Problem]]:
             key = f"datasets/{name}/{v}/manifest.json"
             raw = reg.storage.get(key)
             if raw is None:
-                problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"),
-                                        problem="version folder without manifest"))
+                if not reg.storage.exists(f"datasets/{name}/{v}/manifest.quarantined.json"):  # repair set it aside
+                    problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"),
+                                            problem="version folder without manifest"))
                 continue
             try:
                 m = reg.parse_manifest(name, v, raw)
@@ -129,10 +130,12 @@ def gc(reg: Registry, *, dry_run: bool = False, grace_s: float = GRACE_S) -> lis
     another container or on another machine has a pid this one cannot see), and links are never followed."""
     removed: list[str] = []
     for name in reg.storage.dirs("datasets"):
-        used = {m.location for m in reg.versions(name)}
+        # every manifest's raw bytes, damaged or set aside by repair included: their parts are data, not leftovers
+        named = b"".join(reg.storage.get(f"datasets/{name}/{v}/{f}") or b"" for v in reg.storage.dirs(f"datasets/{name}")
+                         if VERSION_RE.match(v) for f in ("manifest.json", "manifest.quarantined.json"))
         for token in reg.storage.dirs(f"datasets/{name}/parts"):
             prefix = f"datasets/{name}/parts/{token}"
-            if f"parts/{token}" in used:
+            if f'"parts/{token}"'.encode() in named:
                 continue
             objs = list(reg.storage.list(prefix))
             if objs and min(age_seconds(o["last_modified"]) for o in objs) < grace_s:
