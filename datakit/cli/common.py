@@ -33,6 +33,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 @app.callback()
 def _root(
     registry: Annotated[Optional[str], typer.Option("--registry", help="Registry root: a folder or a bucket URL such as s3://bucket/prefix, gs://..., az://... (default: $DATAKIT_REGISTRY or ./registry).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of a failure (also DATAKIT_DEBUG=1).")] = False,
 ) -> None:
     _state["registry"] = registry
 
