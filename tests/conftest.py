@@ -174,9 +174,30 @@ def s3_server():
     from moto.server import ThreadedMotoServer
 
     import logging
+    import threading
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    class AtomicWritesServer(ThreadedMotoServer):
+        """moto checks If-None-Match and then writes without a lock, so two racing creates can both win where
+        real S3 is atomic; serializing writes makes the tests measure datakit's protocol, not moto's race."""
+
+        def _server_entry(self) -> None:
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+            from werkzeug.serving import make_server
+
+            app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+            def atomic(environ, start_response):  # noqa: ANN001, ANN202 - a WSGI app
+                if environ["REQUEST_METHOD"] in ("PUT", "POST", "DELETE"):
+                    with lock:
+                        return list(app(environ, start_response))
+                return app(environ, start_response)
+
+            self._server = make_server(self._ip_address, self._port, atomic, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    server = AtomicWritesServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"

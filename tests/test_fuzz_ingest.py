@@ -36,3 +36,15 @@ def test_fuzzed_files_long_run():
     for seed in range(5):
         s = _run(seed=seed, n=2000)
         assert s["violations"] == [], (seed, s["violations"][:5])
+
+
+@pytest.mark.parametrize("first_lines", [b"null\n", b"[" * 20000 + b"1" + b"]" * 20000 + b"\n",
+                                         b'{"a":' * 20000 + b"1" + b"}" * 20000 + b"\n"])
+def test_the_inputs_that_crashed_pyarrow_are_rejected_rows_now(cli, tmp_path, first_lines):
+    """Regression inputs from the fuzzer: pyarrow's JSON reader segfaulted on each (a block starting with `null`,
+    nesting 20,000 deep). They must be one rejected row, the valid rows kept."""
+    path = tmp_path / "crash.jsonl"
+    path.write_bytes(first_lines + b'{"text": "a good row"}\n{"text": "another"}\n')
+    p = cli("ingest", str(path), "--name", "c", "--kind", "cpt", "--json", check_json=True)
+    assert p.returncode == 0, (p.returncode, p.stderr[-1000:])
+    assert (p.json["rows_in"], p.json["kept"], p.json["rejected"]) == (3, 2, 1)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "datakit"
-ROOT_MODULES = {"__init__", "__main__", "errors", "schemas", "text", "specfile", "tiny", "jsonschema"}
+ROOT_MODULES = {"__init__", "__main__", "errors", "secrets", "schemas", "text", "specfile", "tiny", "jsonschema"}
 SUBPACKAGES = {"cli", "registry", "io", "ops", "build", "generate", "train", "evals", "demo"}
 
 

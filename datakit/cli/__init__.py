@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from datakit.cli.common import app, err
 from datakit.errors import DatakitError
-from datakit.faults import describe
+from datakit.cli.faults import describe
 from datakit.secrets import scrub
 
 # Importing a command module registers its commands on `app`, in the order `datakit --help` lists them.
@@ -37,8 +37,10 @@ def main() -> None:
         err.print("[red]interrupted[/]: nothing partial was published; rerun to finish")
         sys.exit(130)
     except Exception as e:
-        if debug and not isinstance(e, DatakitError):
-            raise
         message, code = describe(e)
+        if debug and not isinstance(e, DatakitError):
+            import traceback
+
+            err.print(escape(scrub(traceback.format_exc())), highlight=False, soft_wrap=True)  # keys scrubbed here too
         err.print(f"[red]error:[/] {escape(scrub(message))}", highlight=False, soft_wrap=True)
         sys.exit(code)

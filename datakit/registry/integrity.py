@@ -19,8 +19,9 @@ import orjson
 import polars as pl
 
 from datakit.errors import CheckFailed
-from datakit.registry.storage import sha256_bytes
+from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import Manifest
+
 
 _LOCK = threading.Lock()
 _MEMO: dict[str, str] = {}
@@ -52,14 +53,12 @@ def _remember(key: str, stamp: str) -> None:
             pass  # a read-only home only costs a re-check next time
 
 
-def check_part(reg: object, m: Manifest, rel: str) -> None:
-    """Raise CheckFailed naming the file unless the part is the one the manifest describes."""
-    from datakit.registry.store import Registry
-
-    assert isinstance(reg, Registry)
-    entry, path, key = m.files.get(rel), reg.data_path(m, rel), reg.file_key(m, rel)
+def check_part(storage: Storage, m: Manifest, rel: str, key: str) -> None:
+    """Raise CheckFailed naming the file unless the part `rel` of `m`, stored at `key`, is the one the manifest
+    describes."""
+    entry, path = m.files.get(rel), storage.source(key)
     fix = f"run `datakit registry verify {m.ref}`, then restore the version from a copy (`registry pull`)"
-    stamp = reg.storage.stamp(key)
+    stamp = storage.stamp(key)
     if stamp is None:
         raise CheckFailed(f"{path}: data file of {m.ref} is missing; {fix}")
     size = int(stamp.split(":", 1)[0])
@@ -74,10 +73,10 @@ def check_part(reg: object, m: Manifest, rel: str) -> None:
         raise CheckFailed(f"{path}: not a readable Parquet file ({type(e).__name__}); {fix}") from None
     if entry.rows is not None and rows != entry.rows:
         raise CheckFailed(f"{path}: {rows} rows, the manifest of {m.ref} says {entry.rows}; {fix}")
-    memo_key = hashlib.sha256(f"{reg.storage.url}|{key}".encode()).hexdigest()[:32]
+    memo_key = hashlib.sha256(f"{storage.url}|{key}".encode()).hexdigest()[:32]
     if _load().get(memo_key) == f"{stamp}:{entry.sha256}":
         return
-    data = reg.storage.get(key)
+    data = storage.get(key)
     if data is None or sha256_bytes(data) != entry.sha256:
         raise CheckFailed(f"{path}: content differs from the manifest of {m.ref} (sha256); {fix}")
     _remember(memo_key, f"{stamp}:{entry.sha256}")

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ import polars as pl
 
 from datakit import __version__
 from datakit.errors import CheckFailed, DatakitError
+from datakit.registry.integrity import check_part
 from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
 from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name, stored_schema
@@ -37,6 +39,7 @@ DEFAULT_ROOT = "registry"
 HASH_PREFIX_MIN = 6
 MAX_COMMIT_ATTEMPTS = 1000  # each lost race means another writer published; this many in a row is a runaway
 TAG_FILE_DIGITS = 10
+SETTLE_S = 2.0  # how long a commit waits for a version folder's manifest that is being created
 
 
 def default_root(explicit: str | Path | None = None) -> str:
@@ -105,7 +108,8 @@ class Stage:
             # and only one writer can create it. (Separate listings would let two writers of the same content
             # publish it twice.)
             numbers = reg._version_numbers(self.name)
-            existing = next((m for m in reg._manifests_of(self.name, numbers) if m.content_hash == digest), None)
+            existing = next((m for m in reg._manifests_of(self.name, numbers, settle=True)
+                             if m.content_hash == digest), None)
             if existing is not None:
                 self.abort()
                 return existing, False
@@ -176,17 +180,32 @@ class Registry:
     def versions(self, name: str) -> list[Manifest]:
         return self._manifests_of(check_name(name), self._version_numbers(name))
 
-    def _manifests_of(self, name: str, numbers: list[tuple[int, str]]) -> list[Manifest]:
+    def _manifests_of(self, name: str, numbers: list[tuple[int, str]], *, settle: bool = False) -> list[Manifest]:
+        """The manifests of these version folders. With `settle` (a commit deciding its number), a folder whose
+        manifest is not there yet is waited for briefly: on disk the folder appears a moment before the create-only
+        manifest inside it, and skipping it would let the same content be published twice."""
         found = []
         for _, v in numbers:
             m = self._manifests.get((name, v))
             if m is None:
                 raw = self.storage.get(f"datasets/{name}/{v}/manifest.json")
+                if raw is None and settle:
+                    raw = self._settle(name, v)
                 if raw is None:
-                    continue  # a folder without manifest (a pre-protocol crash): never a version
+                    continue  # a folder without manifest (a crash, or set aside by repair): never a version
                 m = self._manifests[(name, v)] = self.parse_manifest(name, v, raw)
             found.append(m)
         return found
+
+    def _settle(self, name: str, v: str, wait_s: float = SETTLE_S) -> bytes | None:
+        if self.storage.exists(f"datasets/{name}/{v}/manifest.quarantined.json"):
+            return None
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            if (raw := self.storage.get(f"datasets/{name}/{v}/manifest.json")) is not None:
+                return raw
+        return None
 
     def parse_manifest(self, name: str, version: str, raw: bytes) -> Manifest:
         """A stored manifest, checked to be whole and to describe the folder it sits in."""
@@ -259,10 +278,8 @@ class Registry:
 
     def check(self, m: Manifest) -> None:
         """Every data part against the manifest (`integrity.check_part`); CheckFailed names the first bad file."""
-        from datakit.registry.integrity import check_part
-
         for f in m.data_files:
-            check_part(self, m, f)
+            check_part(self.storage, m, f, self.file_key(m, f))
 
     def load(self, ref: str | Manifest) -> pl.DataFrame:
         return self.scan(ref).collect()

@@ -58,6 +58,10 @@ def describe(e: BaseException) -> tuple[str, int]:
     if mod == "obstore":
         return (f"storage error ({name}): {_first_line(e)}; check the bucket URL, the credentials in the "
                 "environment and the network"), 1
+    if mod == "openai":
+        status = getattr(e, "status_code", None)
+        return (f"the model server {'answered ' + str(status) if status else 'failed'} ({name}: {_first_line(e)}); "
+                "check that it is up and serving the model, then rerun"), 1
     if isinstance(e, RecursionError):
         return "input nested too deeply to process; flatten it or reject the file", 2
     return f"internal error ({name}: {_first_line(e)}); {DEBUG_HINT} and report it", 1
