@@ -169,12 +169,11 @@ S3_BUCKET = "datakit-test"
 def s3_server():
     """A real S3-compatible HTTP server (moto's server mode) on loopback for the whole session, with the
     standard AWS environment pointing at it (subprocesses inherit it). Yields the endpoint URL."""
+    import logging
+    import threading
     import urllib.request
 
     from moto.server import ThreadedMotoServer
-
-    import logging
-    import threading
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     class AtomicWritesServer(ThreadedMotoServer):
@@ -182,7 +181,11 @@ def s3_server():
         real S3 is atomic; serializing writes makes the tests measure datakit's protocol, not moto's race."""
 
         def _server_entry(self) -> None:
-            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
             from werkzeug.serving import make_server
 
             app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()

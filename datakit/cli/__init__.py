@@ -12,8 +12,8 @@ import sys
 from rich.markup import escape
 
 from datakit.cli.common import app, err
-from datakit.errors import DatakitError
 from datakit.cli.faults import describe
+from datakit.errors import DatakitError
 from datakit.secrets import scrub
 
 # Importing a command module registers its commands on `app`, in the order `datakit --help` lists them.

@@ -22,7 +22,6 @@ from datakit.errors import CheckFailed
 from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import Manifest
 
-
 _LOCK = threading.Lock()
 _MEMO: dict[str, str] = {}
 
