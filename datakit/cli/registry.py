@@ -160,7 +160,8 @@ def _copy(src_root: str | None, dst_root: str | None, ref: str | None, every: bo
 
     src, dst = Registry(src_root), Registry(dst_root)
     todo = select(src, ref, every=every)
-    with byte_progress(plan_bytes(src, todo), f"{verb} {len(todo)} version(s)") as advance:
+    files = sum(len(m.files) for m in todo)
+    with byte_progress(plan_bytes(src, todo), f"{verb} {len(todo)} version(s), {files} files") as advance:
         results = copy_versions(src, dst, todo, advance=advance)
     s = summary(results)
     if as_json:

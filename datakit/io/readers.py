@@ -105,7 +105,7 @@ def parse_line(raw: bytes, line: int) -> Item:
 COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
 
 
-def _open_lines(path: Path, st: FileStats):  # noqa: ANN202 (a binary file-like object)
+def _open_lines(path: Path, st: FileStats):
     """The file's bytes, decompressed when it is .gz/.zst/.bz2. The file's sha256 is of the bytes as stored."""
     codec = COMPRESSION.get(path.suffix.lower())
     if codec is None:
