@@ -64,7 +64,7 @@ def copy_versions(src: Registry, dst: Registry, manifests: list[Manifest], *,
 
 def _existing(reg: Registry, m: Manifest) -> Manifest | None:
     raw = reg.storage.get(f"datasets/{m.name}/{m.version}/manifest.json")
-    return Manifest.model_validate_json(raw) if raw is not None else None
+    return reg.parse_manifest(m.name, m.version, raw) if raw is not None else None  # a damaged one is named
 
 
 def _copy_one(src: Registry, dst: Registry, m: Manifest, advance: Callable[[int], None]) -> Copied:
