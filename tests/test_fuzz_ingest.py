@@ -48,3 +48,18 @@ def test_the_inputs_that_crashed_pyarrow_are_rejected_rows_now(cli, tmp_path, fi
     p = cli("ingest", str(path), "--name", "c", "--kind", "cpt", "--json", check_json=True)
     assert p.returncode == 0, (p.returncode, p.stderr[-1000:])
     assert (p.json["rows_in"], p.json["kept"], p.json["rejected"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage", "empty"])
+def test_a_damaged_parquet_source_is_refused_naming_the_file(cli, tmp_path, damage):
+    import polars as pl
+
+    good = tmp_path / "good.parquet"
+    pl.DataFrame({"text": [f"row {i}" for i in range(100)]}).write_parquet(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes({"truncated": data[:-30], "flipped": data[:-7] + bytes([data[-7] ^ 0xFF]) + data[-6:],
+                     "garbage": b"PAR1garbagePAR1", "empty": b""}[damage])
+    p = cli("ingest", str(bad), "--name", "b", "--kind", "cpt")
+    assert p.returncode == 2 and "not a readable Parquet file" in p.stderr and str(bad) in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "registry" / "datasets" / "b").exists()

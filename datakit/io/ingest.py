@@ -246,7 +246,7 @@ def ingest(
             except OSError as e:
                 if e.filename and str(e.filename) != str(path):
                     raise  # a fault writing the registry (disk full, read-only), not reading the source
-                raise DatakitError(f"{path}: cannot read ({e.strerror}); check the path and permissions") from None
+                raise DatakitError(f"{path}: cannot read ({e.strerror or e}); check the path and permissions") from None
             quarantine.extend(fi.quarantine)
             reports.append(FileReport(
                 file=str(path), format=fi.fmt, rows_in=fi.rows_in, kept=fi.kept, rejected=len(fi.quarantine),

@@ -208,10 +208,15 @@ def parquet_batches(path: Path, st: FileStats) -> Iterator[ArrowBatch]:
         for block in iter(lambda: f.read(1 << 20), b""):
             st.hasher.update(block)
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH):
-        n = batch.num_rows
-        yield ArrowBatch(pa.Table.from_batches([batch]), None, None, list(range(start + 1, start + n + 1)))
-        start += n
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH):
+            n = batch.num_rows
+            yield ArrowBatch(pa.Table.from_batches([batch]), None, None, list(range(start + 1, start + n + 1)))
+            start += n
+    except (pa.ArrowException, OSError) as e:  # a damaged or truncated file: nothing after this point is readable
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DatakitError(f"{path}: not a readable Parquet file after row {start} ({first}); re-export or "
+                           "re-download it (the rows before it were not committed either: nothing is partial)") from None
 
 
 _JSONISH = ("messages", "conversations", "chosen", "rejected", "prompt", "completion", "history", "tools", "meta")
