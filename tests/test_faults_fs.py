@@ -1,12 +1,19 @@
 """A full disk and a read-only registry, for real: a small tmpfs mounted by the test (the machine must allow
-`mount`, as root in CI does; elsewhere these tests say why they cannot run)."""
+`mount`, as root in CI does; elsewhere these tests are skipped with the reason)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 
 import pytest
+
+# Mounting needs root (or CAP_SYS_ADMIN) and the mount tool: true in CI and here. Where it is not, these tests
+# cannot create a full or read-only filesystem and say so; where it is, a failing mount is a test failure.
+CAN_MOUNT = os.geteuid() == 0 and shutil.which("mount") is not None
+pytestmark = pytest.mark.skipif(not CAN_MOUNT, reason="mounting a tmpfs needs root and the mount tool")
 
 from datakit.registry.store import Registry
 from tests.conftest import chat, write_jsonl
@@ -18,8 +25,7 @@ def tmpfs(tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); these tests need root or CAP_SYS_ADMIN")
+    assert proc.returncode == 0, f"cannot mount a tmpfs as root: {proc.stderr.strip()}"
 
     class Mount:
         path = mnt
