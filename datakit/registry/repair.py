@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from datakit.errors import CheckFailed
 from datakit.registry.store import TAG_FILE_DIGITS, Registry
-from datakit.registry.verify import verify_version
-from datakit.schemas import VERSION_RE
+from datakit.registry.verify import verify
 
 QUARANTINED = "manifest.quarantined.json"
 
@@ -31,23 +30,17 @@ class Fix(BaseModel):
 
 
 def plan(reg: Registry) -> list[Fix]:
-    fixes: list[Fix] = []
-    for name in reg.storage.dirs("datasets"):
-        healthy = set()
-        for v in reg.storage.dirs(f"datasets/{name}"):
-            if not VERSION_RE.match(v):
-                continue
-            raw = reg.storage.get(f"datasets/{name}/{v}/manifest.json")
-            if raw is None:
-                continue
-            try:
-                problems = [p.problem for p in verify_version(reg, reg.parse_manifest(name, v, raw))]
-            except CheckFailed as e:
-                problems = [str(e).split(": ", 1)[-1]]
-            if problems:
-                fixes.append(Fix(action="quarantine-version", target=f"{name}@{v}", why=problems[0]))
-            else:
-                healthy.add(v)
+    """The fixes for what `verify` finds: one walk of the registry, shared with it."""
+    _, problems = verify(reg)
+    bad: dict[str, str] = {}
+    for p in problems:
+        if p.scope == "version":
+            bad.setdefault(p.ref, p.problem)
+    fixes = [Fix(action="quarantine-version", target=ref, why=why) for ref, why in bad.items()]
+    touched = {r.split("@")[0] for r in bad} | {p.ref.split("@")[0] for p in problems if p.scope == "tags"}
+    for name in sorted(touched):
+        healthy = {v for v in reg.storage.dirs(f"datasets/{name}") if f"{name}@{v}" not in bad
+                   and reg.storage.exists(f"datasets/{name}/{v}/manifest.json")}
         try:
             _, tags = reg._tag_state(name)
             damaged = False
@@ -55,10 +48,10 @@ def plan(reg: Registry) -> list[Fix]:
             _, tags = reg._tag_state(name, strict=False)
             damaged = True
         kept = {t: v for t, v in tags.items() if v in healthy}
-        if damaged or kept != tags:
-            dropped = sorted(set(tags) - set(kept))
-            why = ("the newest tag snapshot is damaged" if damaged else "") + \
-                  (("; " if damaged else "") + f"tags naming a missing or damaged version: {', '.join(dropped)}" if dropped else "")
+        dropped = sorted(set(tags) - set(kept))
+        if damaged or dropped:
+            why = "; ".join((["the newest tag snapshot is damaged"] if damaged else [])
+                            + ([f"tags naming a missing or damaged version: {', '.join(dropped)}"] if dropped else []))
             fixes.append(Fix(action="rewrite-tags", target=name, why=why, tags=kept))
     return fixes
 

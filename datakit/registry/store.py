@@ -263,13 +263,12 @@ class Registry:
         """A version's file as a path on disk or a URL, for messages and for polars."""
         return self.storage.source(self.file_key(m, rel))
 
-    def scan(self, ref: str | Manifest, *, check: bool = True) -> pl.LazyFrame:
+    def scan(self, ref: str | Manifest) -> pl.LazyFrame:
         """The version's rows, read lazily from disk or straight from the bucket (no download first). Each part's
         size and row count (its Parquet footer) are first checked against the manifest, so a truncated, swapped
         or overwritten part fails here, naming the file, instead of returning wrong rows."""
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        if check:
-            self.check(m)
+        self.check(m)
         # parts written before a field existed read with it as null (schemas.EXTENSION_FIELDS)
         schema = stored_schema(m.kind)
         cast = pl.ScanCastOptions(missing_struct_fields="insert")

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ class Problem(BaseModel):
     ref: str
     path: str
     problem: str
+    scope: Literal["version", "tags", "folder"] = "version"  # what `registry repair` would act on
 
 
 def verify_version(reg: Registry, m: Manifest) -> list[Problem]:
@@ -95,7 +96,7 @@ def verify(reg: Registry, ref: str | None = None) -> tuple[int, list[Problem]]:
             raw = reg.storage.get(key)
             if raw is None:
                 if not reg.storage.exists(f"datasets/{name}/{v}/manifest.quarantined.json"):  # repair set it aside
-                    problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"),
+                    problems.append(Problem(ref=name, path=reg.storage.source(f"datasets/{name}/{v}"), scope="folder",
                                             problem="version folder without manifest"))
                 continue
             try:
@@ -115,9 +116,10 @@ def _tag_problems(reg: Registry, name: str, versions: set[str]) -> list[Problem]
         _, tags = reg._tag_state(name)
     except CheckFailed as e:
         path, _, what = str(e).partition(": ")
-        return [Problem(ref=name, path=path, problem=what)]
+        return [Problem(ref=name, path=path, problem=what, scope="tags")]
     where = reg.storage.source(f"datasets/{name}/tags")
-    return [Problem(ref=f"{name}@{tag}", path=where, problem=f"tag points at {v}, which does not exist (dangling)")
+    return [Problem(ref=f"{name}@{tag}", path=where, problem=f"tag points at {v}, which does not exist (dangling)",
+                    scope="tags")
             for tag, v in sorted(tags.items()) if v not in versions]
 
 
