@@ -118,6 +118,24 @@ def test_an_op_never_commits_on_top_of_a_damaged_parent(reg, tmp_path):
     assert reg.versions("faq-d") == []
 
 
+def test_verify_reads_catches_rot_that_kept_the_size_and_mtime_of_a_verified_part(cli, tmp_path):
+    """Bit rot under an unchanged size and mtime slips past the once-per-change cache; --verify-reads hashes anew."""
+    import os
+
+    reg = _make(cli, tmp_path)
+    out = str(tmp_path / "out.jsonl")
+    assert cli("export", "faq", "--format", "jsonl", "--out", out).returncode == 0  # verified, remembered
+    _, part = _part(reg)
+    st = part.stat()
+    data = bytearray(part.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    part.write_bytes(bytes(data))
+    os.utime(part, ns=(st.st_atime_ns, st.st_mtime_ns))  # rot that leaves size and mtime alone
+    assert cli("export", "faq", "--format", "jsonl", "--out", out).returncode == 0  # the documented trade-off
+    p = cli("export", "faq", "--format", "jsonl", "--out", out, "--verify-reads")
+    assert p.returncode == 1 and "sha256" in p.stderr and part.name in p.stderr and "Traceback" not in p.stderr
+
+
 def test_the_error_boundary_prints_one_line_and_debug_shows_the_traceback(cli, tmp_path):
     reg = _make(cli, tmp_path)
     m = reg.resolve("faq@v2")
@@ -189,3 +207,45 @@ def test_repair_lists_then_applies_the_safe_fixes_and_deletes_nothing(cli, tmp_p
     assert cli("ingest", str(write_jsonl(tmp_path / "c.jsonl", [chat("new", "row")])), "--name", "faq",
                "--kind", "sft").returncode == 0
     assert Registry(tmp_path / "registry").resolve("faq").version == "v3"  # a quarantined number is never reused
+
+
+def test_a_planted_key_reaches_no_file_written_and_no_line_printed(cli, tmp_path, monkeypatch):
+    """A server that echoes the key in completions and in its errors: augment (a kept row, a flagged row) and the
+    eval runner's 5xx. The key is in the environment only; every file under the test's folder is grepped."""
+    from datakit.evals.runners import make_runner
+    from tests.conftest import chat_completion, json_server
+
+    key = "sk-datakit-planted-9f8e7d6c5b4a39281706"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    calls = []
+
+    def respond(raw, headers):
+        body = json.loads(raw)
+        calls.append(body)
+        said = headers["authorization"].removeprefix("Bearer ")
+        if body.get("max_tokens") == 7:  # the eval's requests: a 5xx that quotes the key
+            return 500, {"error": {"message": f"upstream rejected key {said}"}}
+        prompt = body["messages"][-1]["content"]
+        if "Rewrite the question" in prompt or "question" in prompt.split("\n")[0].lower():
+            return 200, chat_completion("For how many days after buying can Acme customers get their money back?")
+        return 200, chat_completion(f"Acme refunds purchases for 30 days after you buy them (auth {said}).")
+
+    write_jsonl(tmp_path / "src.jsonl", [chat("How long is Acme's refund window?", "Acme gives refunds for 30 days.")])
+    with json_server(respond) as url:
+        printed = [cli("ingest", str(tmp_path / "src.jsonl"), "--name", "src", "--kind", "sft")]
+        printed.append(cli("augment", "src", "--n", "1", "--generator", f"openai:m@{url}", "--name", "aug",
+                           "--threshold", "0.99"))
+        printed.append(cli("export", "aug", "--format", "jsonl", "--out", str(tmp_path / "aug.jsonl")))
+        runner = make_runner("openai", f"openai:m@{url}")
+        with pytest.raises(DatakitError) as e:
+            runner.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=7, temperature=0.0, seed=0,
+                            batch_size=1)
+    assert "answered 500" in str(e.value) and "stopped after 0 of 1" in str(e.value) and key not in str(e.value)
+    assert printed[1].returncode == 0, printed[1].stderr
+    rows = [json.loads(x) for x in (tmp_path / "aug.jsonl").read_text().splitlines()]
+    flagged = [r for r in rows if (r.get("meta") or {}).get("secret_masked")]
+    assert len(rows) == 2 and len(flagged) == 1 and "(auth ***)" in flagged[0]["messages"][1]["content"]
+    assert Registry(tmp_path / "registry").resolve("aug").stats["secret_masked"] == 1
+    leaks = [str(f) for f in tmp_path.rglob("*") if f.is_file() and key.encode() in f.read_bytes()]
+    assert leaks == [] and not any(key in p.stdout + p.stderr for p in printed)
+    assert len(calls) >= 3

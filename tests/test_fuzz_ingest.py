@@ -1,7 +1,8 @@
 """Ingest under fuzzed input (tests/helpers/mutate.py: truncated lines, invalid UTF-8, BOMs, NUL bytes, CRLF,
 nesting 100 to 20,000 deep, multi-megabyte lines, wrong types, mixed formats, a first row `{}`, cut files,
-lone surrogates, duplicate keys; JSONL and JSON arrays): no traceback, no crash, no hang, rows in = kept +
-rejected, every reject with its reason and position. A few hundred cases here; `-m fuzz_long` (or
+lone surrogates, duplicate keys; as JSONL, JSON arrays, CSV (plus too many fields, unclosed quotes, bare CRs)
+and plain text): no traceback, no crash, no hang, rows in = kept +
+rejected, every reject with its reason and position, a BOM at the start of a file costs no row. A few hundred cases here; `-m fuzz_long` (or
 DATAKIT_FUZZ_CASES) runs thousands."""
 
 from __future__ import annotations
@@ -63,3 +64,22 @@ def test_a_damaged_parquet_source_is_refused_naming_the_file(cli, tmp_path, dama
     p = cli("ingest", str(bad), "--name", "b", "--kind", "cpt")
     assert p.returncode == 2 and "not a readable Parquet file" in p.stderr and str(bad) in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "registry" / "datasets" / "b").exists()
+
+
+def test_csv_and_text_found_by_the_fuzzer_a_leading_bom_and_a_long_cell(cli, tmp_path):
+    """Regression inputs: Excel's BOM refused every CSV row (the first header became '\\ufeffinstruction'); a cell
+    over the csv module's 128 KiB default was a traceback; a text file's BOM became part of its first row."""
+    csv_path = tmp_path / "excel.csv"
+    long_cell = "y" * 300_000
+    csv_path.write_bytes(b"\xef\xbb\xbfinstruction,input,output\nsay hi,,hi\n" + f"long,,{long_cell}\n".encode())
+    p = cli("ingest", str(csv_path), "--name", "x", "--kind", "sft", "--json", check_json=True)
+    assert p.returncode == 0 and (p.json["kept"], p.json["rejected"]) == (2, 0), p.stderr
+    txt = tmp_path / "notes.txt"
+    txt.write_bytes(b"\xef\xbb\xbffirst line\nsecond\n\xef\xbb\xbfthird, after a cat\n")
+    p = cli("ingest", str(txt), "--name", "t", "--kind", "cpt", "--format", "lines", "--json", check_json=True)
+    assert (p.json["kept"], p.json["rejected"]) == (2, 1), p.stderr
+    out = tmp_path / "t.jsonl"
+    cli("export", "t", "--format", "jsonl", "--out", str(out))
+    assert json.loads(out.read_text().splitlines()[0])["text"] == "first line"
+    q = cli("registry", "quarantine", "t", "--json", check_json=True).json
+    assert "byte order mark" in json.dumps(q) and "3" in json.dumps(q)

@@ -31,6 +31,9 @@ def main() -> None:
     debug = "--debug" in sys.argv or os.environ.get("DATAKIT_DEBUG") == "1"
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
+    if "--verify-reads" in sys.argv:  # global, accepted anywhere on the line: hash every part read, not once per change
+        sys.argv.remove("--verify-reads")
+        os.environ["DATAKIT_VERIFY_READS"] = "1"
     try:
         app()
     except KeyboardInterrupt:

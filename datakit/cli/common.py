@@ -34,6 +34,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 def _root(
     registry: Annotated[Optional[str], typer.Option("--registry", help="Registry root: a folder or a bucket URL such as s3://bucket/prefix, gs://..., az://... (default: $DATAKIT_REGISTRY or ./registry).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of a failure (also DATAKIT_DEBUG=1).")] = False,
+    verify_reads: Annotated[bool, typer.Option("--verify-reads", help="Hash every data part on every read (default: once per change of the file; also DATAKIT_VERIFY_READS=1).")] = False,
 ) -> None:
     _state["registry"] = registry
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from datakit.errors import DatakitError
+from datakit.secrets import scrub
 from datakit.train.stopcheck import end_of_turn
 
 Conversation = list[dict[str, Any]]
@@ -269,8 +270,17 @@ class OpenAIRunner:
                 for batch in _batches(conversations, batch_size):
                     out += list(pool.map(lambda c: self._one(c, max_new_tokens, temperature, seed), batch))
                     advance(len(batch))
+            except openai.APITimeoutError:
+                raise DatakitError(f"the server at {self.base_url} did not answer within 120 s (after retries); "
+                                   "check its load, then rerun") from None
             except openai.APIConnectionError:
                 raise DatakitError(f"cannot reach the server at {self.base_url}; is it running?") from None
+            except openai.APIStatusError as e:
+                # A score over the items that happened to succeed would be a different suite: stop, say why.
+                said = scrub(str(e.message))[:300]
+                raise DatakitError(f"the server at {self.base_url} answered {e.status_code} after retries ({said}); "
+                                   f"the eval stopped after {len(out)} of {len(conversations)} generations so no "
+                                   "score covers a partial suite: fix the server, then rerun") from None
         return out
 
     def loglik(self, pairs: list[tuple[str, str]]) -> list[float]:

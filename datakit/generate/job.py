@@ -14,7 +14,7 @@ ones come back from the journal, so a server crash costs a rerun, never lost or 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from datakit.ops.runner import commit as commit_op
 from datakit.registry.rows import records_to_frame
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest, check_name
+from datakit.secrets import MASK
 
 
 class GenOptions(BaseModel):
@@ -42,6 +43,37 @@ class GenOptions(BaseModel):
     retries: int = Field(4, ge=0, description="retries of a timeout, connection error, 429 or 5xx")
     backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles per attempt, with jitter")
     allow_failed: bool = Field(False, description="commit even when some requests still failed after retries")
+
+
+def secret_marks(masked_text: str) -> set[str]:
+    """What identifies a masked key in rows built from this text: the mask with the words before it (builders
+    strip and clean texts, so the whole completion may not survive, but the words around the mask do)."""
+    marks, start = set(), 0
+    while (i := masked_text.find(MASK, start)) >= 0:
+        marks.add(masked_text[max(0, i - 16):i].lstrip() + MASK)
+        start = i + len(MASK)
+    return marks
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def flag_secret_rows(rows: list[dict[str, Any]], marks: set[str]) -> int:
+    """Set meta.secret_masked on every row holding a masked key (so a reviewer can find and drop it); the count."""
+    flagged = 0
+    for row in rows:
+        if any(mark in text for text in _strings({k: v for k, v in row.items() if k != "meta"}) for mark in marks):
+            row["meta"] = {**(row.get("meta") or {}), "secret_masked": True}
+            flagged += 1
+    return flagged
 
 
 def journal_path(reg: Registry, name: str) -> Path:
@@ -59,6 +91,7 @@ class GenJob:
         self.failures: dict[str, str] = {}  # request key -> error, for requests that failed every attempt
         self.rejected: list[dict[str, Any]] = []  # one per candidate a gate dropped
         self.filtered: Counter[str] = Counter()
+        self.secret_marks: set[str] = set()  # the text just before each masked key, to flag the rows built from it
 
     def generate(self, spec: GeneratorSpec | str, requests: Sequence[Request]) -> list[Result]:
         """One Result per request, in order (journaled; failures recorded, not raised)."""
@@ -75,6 +108,8 @@ class GenJob:
             self.from_journal += res.from_journal
             if not res.ok:
                 self.failures[res.key] = res.error or "unknown error"
+            if res.secret_masked and res.text:
+                self.secret_marks |= secret_marks(res.text)
         return results
 
     def reject(self, reason: str, row: dict[str, Any], *, source: str | None = None) -> None:
@@ -123,6 +158,8 @@ class GenJob:
             extras["rejected.parquet"] = pl.DataFrame(self.rejected, schema={"reason": pl.String,
                                                                                "source_id": pl.String,
                                                                                "row": pl.String})
+        if self.secret_marks:
+            st["secret_masked"] = flag_secret_rows(rows, self.secret_marks)
         frame = records_to_frame(self.kind, rows)
         # Generators sample, so two rows can come out identical: keep one and count it (a plain copy teaches
         # repetition, FIELD_NOTES 3).

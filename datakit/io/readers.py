@@ -68,6 +68,9 @@ def _decode_error(raw: bytes, unit: str = "line") -> str | None:
 
 
 BOM = b"\xef\xbb\xbf"
+BOM_INSIDE = ("a byte order mark (BOM) starts this line, not the file; remove it (files joined with `cat` carry one "
+              "per original file)")
+CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (128 KiB) refuses ordinary long documents
 MAX_JSON_DEPTH = 100  # deeper rows are rejected before any parser sees them (pyarrow's crashes near 20,000)
 _BRACKETS = np.zeros(256, dtype=np.int8)
 _BRACKETS[[ord("{"), ord("[")]] = 1
@@ -92,8 +95,7 @@ def parse_line(raw: bytes, line: int) -> Item:
     if bad:
         return Item(None, text, line=line, error=bad)
     if raw.startswith(BOM):
-        return Item(None, text, line=line, error="a byte order mark (BOM) starts this line, not the file; "
-                    "remove it (files joined with `cat` carry one per original file)")
+        return Item(None, text, line=line, error=BOM_INSIDE)
     if nesting_depth(raw) > MAX_JSON_DEPTH:
         return Item(None, text[:2000], line=line, error=f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -186,6 +188,7 @@ def json_batches(path: Path, st: FileStats) -> Iterator[RowBatch | ArrowBatch]:
     if plain:
         st.hasher.update(data)
         st.bytes = len(data)
+    data = data.removeprefix(BOM)  # an encoding mark, not content (hashed above as the file has it)
     if not data.lstrip().startswith(b"["):
         st.hasher, st.bytes = hashlib.sha256(), 0  # the line reader reads (and hashes) the file again
         yield from jsonl_batches(path, st, columnar=True)
@@ -226,8 +229,17 @@ def csv_batches(path: Path, st: FileStats) -> Iterator[RowBatch]:
     data = path.read_bytes()
     st.hasher.update(data)
     st.bytes = len(data)
-    text = data.decode("utf-8", errors="surrogateescape")
+    text = data.removeprefix(BOM).decode("utf-8", errors="surrogateescape")  # Excel writes a BOM first
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        yield from _csv_items(reader)
+    except csv.Error as e:  # a malformation the csv module cannot step over: it stops reading there
+        raise DatakitError(f"{path}:{reader.line_num}: not valid CSV ({e}); fix the file there (or export it as "
+                           "JSONL, where a bad line is quarantined and the rest kept)") from None
+
+
+def _csv_items(reader: csv.DictReader) -> Iterator[RowBatch]:
     items: list[Item] = []
     start = 2
     for rec in reader:
@@ -258,6 +270,7 @@ def text_batches(path: Path, st: FileStats, *, per_line: bool) -> Iterator[RowBa
     data = path.read_bytes()
     st.hasher.update(data)
     st.bytes = len(data)
+    data = data.removeprefix(BOM)  # an encoding mark, not text
     if not per_line:
         bad = _decode_error(data, "file")
         text = data.decode("utf-8", errors="replace")
@@ -272,7 +285,7 @@ def text_batches(path: Path, st: FileStats, *, per_line: bool) -> Iterator[RowBa
             st.blank_lines += 1
             continue
         raw = raw.rstrip(b"\r")
-        bad = _decode_error(raw)
+        bad = _decode_error(raw) or (BOM_INSIDE if raw.startswith(BOM) else None)
         text = raw.decode("utf-8", errors="replace")
         items.append(Item(None if bad else {"text": text}, text, line=n, error=bad))
     yield RowBatch(items)

@@ -4,7 +4,8 @@ Always: the part exists, its size and its Parquet footer's row count match the m
 overwritten part fails here, naming the file). Then the sha256 of the whole part against the manifest, unless this
 machine already verified this very file: a cache (in $DATAKIT_CACHE, default ~/.cache/datakit) remembers parts by
 size and modification time on disk, by ETag in a bucket, so a flipped byte is caught the first time a changed file
-is read and unchanged files cost nothing more. An op reads its inputs through this check, so it never commits on
+is read and unchanged files cost nothing more. `--verify-reads` (DATAKIT_VERIFY_READS=1) hashes every part on every
+read, for a disk that may rot a file without touching its size or mtime. An op reads its inputs through this check, so it never commits on
 top of a damaged parent.
 """
 
@@ -22,6 +23,7 @@ from datakit.errors import CheckFailed
 from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import Manifest
 
+VERIFY_READS_ENV = "DATAKIT_VERIFY_READS"
 _LOCK = threading.Lock()
 _MEMO: dict[str, str] = {}
 
@@ -73,7 +75,7 @@ def check_part(storage: Storage, m: Manifest, rel: str, key: str) -> None:
     if entry.rows is not None and rows != entry.rows:
         raise CheckFailed(f"{path}: {rows} rows, the manifest of {m.ref} says {entry.rows}; {fix}")
     memo_key = hashlib.sha256(f"{storage.url}|{key}".encode()).hexdigest()[:32]
-    if _load().get(memo_key) == f"{stamp}:{entry.sha256}":
+    if os.environ.get(VERIFY_READS_ENV) != "1" and _load().get(memo_key) == f"{stamp}:{entry.sha256}":
         return
     data = storage.get(key)
     if data is None or sha256_bytes(data) != entry.sha256:

@@ -23,12 +23,13 @@ from datakit.registry.verify import verify
 from tests.helpers.mutate import cases
 
 TIME_BOUND_S = 20
+CLEAN_BOM = {"bom_start", "bom_start+array", "bom_start+csv", "bom_start+text"}  # valid files but for the BOM
 
 
 def _expected_rows(data: bytes, suffix: str) -> int | None:
-    if suffix == ".jsonl":
+    if suffix in (".jsonl", ".txt"):
         return len([x for x in data.split(b"\n") if x.strip()])
-    return None  # an array's element count is only known to a parser
+    return None  # an array's element count, a CSV's records (quoted newlines) are only known to a parser
 
 
 def main() -> None:
@@ -47,21 +48,25 @@ def main() -> None:
         summary["cases"] += 1
         signal.alarm(TIME_BOUND_S)
         try:
-            res = ingest(reg, [path], name=f"case{i}", kind="sft")
+            res = ingest(reg, [path], name=f"case{i}", kind=case.kind, fmt="lines" if case.suffix == ".txt" else "auto")
             summary["ingested"] += 1
             summary["rows_in"] += res.rows_in
             summary["rejected"] += res.rejected
             expected = _expected_rows(case.data, case.suffix)
             if res.rows_in != res.kept + res.rejected or (expected is not None and res.rows_in != expected):
                 summary["violations"].append([i, case.name, f"rows {res.rows_in} != {res.kept}+{res.rejected} ({expected})"])
+            if case.name in CLEAN_BOM and (res.rejected or "\ufeff" in str(reg.load(res.manifest).row(0))):
+                summary["violations"].append([i, case.name, "a BOM at the start of the file rejected or kept"])
             q = reg.extra(res.manifest, "quarantine.parquet")
             if res.rejected and (q is None or q.height != res.rejected or q["reason"].is_null().any()
                                  or (q["line"].is_null() & q["row"].is_null()).any()):
                 summary["violations"].append([i, case.name, "a reject without its reason or position"])
             if reg.load(res.manifest).height != res.kept or verify(reg, res.manifest.ref)[1]:
                 summary["violations"].append([i, case.name, "the version does not read back or verify"])
-        except DatakitError:
+        except DatakitError as e:
             summary["refused"] += 1
+            if case.name in CLEAN_BOM:
+                summary["violations"].append([i, case.name, f"a BOM at the start of the file refused it: {e}"[:300]])
         except BaseException as e:  # noqa: BLE001 - the finding this harness exists for
             summary["violations"].append([i, case.name, f"{type(e).__name__}: {e}"[:300],
                                           traceback.format_exc(limit=3)[-600:]])

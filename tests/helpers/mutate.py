@@ -16,6 +16,7 @@ class Case:
     name: str
     suffix: str
     data: bytes
+    kind: str = "sft"  # the dataset kind it is ingested as (plain text is cpt)
 
 
 def _chat(i: int) -> dict:
@@ -93,9 +94,42 @@ def as_json_array(case: Case, rng: random.Random) -> Case:
     return Case(case.name + "+array", ".json", (b"\xef\xbb\xbf" if bom else b"") + data)
 
 
+def _csv_cell(value: str) -> bytes:
+    return b'"' + value.replace('"', '""').encode() + b'"'
+
+
+def as_csv(case: Case, rng: random.Random) -> Case:
+    """A CSV of alpaca columns whose cells carry the mutated bytes (quoted, doubled quotes), plus CSV's own
+    malformations: a row with too many fields, an unclosed quote, a bare CR."""
+    body = [x for x in case.data.removeprefix(b"\xef\xbb\xbf").split(b"\n") if x.strip()]
+    rows = [b"instruction,input,output"]
+    for i, raw in enumerate(body):
+        cell = raw.replace(b'"', b'""')
+        rows.append(b'"do ' + str(i).encode() + b'",,"' + cell + b'"')
+    extra = rng.choice(["", "too_many", "unclosed", "bare_cr"])
+    k = rng.randrange(1, len(rows))
+    if extra == "too_many":
+        rows[k] += b",surplus"
+    elif extra == "unclosed":
+        rows[k] = b'"do x,,"never closed'
+    elif extra == "bare_cr":
+        rows[k] = rows[k].replace(b",", b"\r,", 1)
+    bom = b"\xef\xbb\xbf" if case.name == "bom_start" else b""
+    data = bom + b"\n".join(rows) + b"\n"
+    if case.name == "cut_file":
+        data = data[: rng.randrange(1, len(data))]
+    return Case(f"{case.name}+csv{'+' + extra if extra else ''}", ".csv", data)
+
+
+def as_text(case: Case, rng: random.Random) -> Case:
+    """A plain-text file (one cpt row per line) with the mutated bytes as its lines."""
+    return Case(case.name + "+text", ".txt", case.data, kind="cpt")
+
+
 def cases(seed: int, n: int) -> Iterator[Case]:
-    """n cases cycling through every mutation, every third one written as a JSON array instead of JSONL."""
+    """n cases cycling through every mutation, written as JSONL, a JSON array, CSV or plain text in turn."""
     rng = random.Random(seed)
     for i in range(n):
         case = mutate(MUTATIONS[i % len(MUTATIONS)], rng)
-        yield as_json_array(case, rng) if i % 3 == 2 else case
+        writer = (None, None, as_json_array, as_csv, as_text)[i % 5]
+        yield writer(case, rng) if writer else case
