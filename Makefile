@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(OFFLINE) $(BIN)/datakit demo --data ../shared/data/external $(if $(QUICK),--quick,)
 
 bench: $(STAMP)
-	for b in registry dedup mix train eval generate; do $(OFFLINE) $(BIN)/python benchmarks/$${b}_bench.py || exit 1; done
+	for b in registry dedup scale mix train eval generate; do $(OFFLINE) $(BIN)/python benchmarks/$${b}_bench.py || exit 1; done
 
 schemas: $(STAMP)
 	$(BIN)/python -m datakit.jsonschema

@@ -231,3 +231,17 @@ def any_reg(request, tmp_path: Path) -> Registry:
     if request.param == "local":
         return Registry(tmp_path / "registry")
     return Registry(request.getfixturevalue("s3_root"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole session, torn down at its end; yields its address, which
+    `--ray-address` in a subprocess joins. In-process `--engine ray` work reuses it."""
+    import logging
+
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

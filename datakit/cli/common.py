@@ -6,8 +6,8 @@ Nothing heavy is imported at module level (not even polars), so `datakit --help`
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import orjson
@@ -75,6 +75,33 @@ def byte_progress(total: int, label: str) -> Iterator[Any]:
                   console=err, transient=True, disable=not err.is_terminal) as p:
         task = p.add_task(label, total=total)
         yield lambda n: p.advance(task, n)
+
+
+@contextmanager
+def step_progress(label: str, every_s: float = 10.0) -> Iterator[Callable[[str, int, int], None]]:
+    """A callback (step, done, total) for an op with several counted steps: a transient bar per step on a
+    terminal; elsewhere (a log, CI) a plain line on stderr at most every `every_s` seconds and at each step's end."""
+    if err.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), console=err, transient=True) as p:
+            tasks: dict[str, Any] = {}
+
+            def on_terminal(step: str, done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = p.add_task(f"{label}: {step}", total=total)
+                p.update(tasks[step], completed=done, total=total)
+
+            yield on_terminal
+        return
+    last = [0.0]
+
+    def plain(step: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= every_s:
+            last[0] = now
+            err.print(f"{label}: {step} {done}/{total}", highlight=False)
+
+    yield plain
 
 
 @contextmanager

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from datakit.cli.common import JsonOpt, app, committed, emit_json, out, reg, working
+from datakit.cli.common import JsonOpt, app, committed, emit_json, out, reg, step_progress, working
 
 NameOpt = Annotated[list[str], typer.Option("--name", help="Output dataset name (one per REF, or one prefix for several).")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="local (default, or DATAKIT_ENGINE) or ray: the same op on a Ray cluster.")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (auto, ray://host:10001; or DATAKIT_RAY_ADDRESS); default: start a local one.")]
 FieldOpt = Annotated[str, typer.Option("--field", help="Text compared: auto, text, first_user, last_user, user, assistant, conversation, prompt, chosen.")]
 
 
@@ -46,15 +48,20 @@ def dedup(
     ngram: Annotated[Optional[int], typer.Option(help="Words per shingle (same as --shingle word:N).")] = None,
     shingle: Annotated[str, typer.Option("--shingle", help="word:N, char:N or auto (char:5 for short or CJK rows, else word:3).")] = "auto",
     trim_boilerplate: Annotated[bool, typer.Option("--trim-boilerplate", help="Ignore short prefixes/suffixes that repeat across many rows ('Reposted - ', 'Read more.').")] = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove exact and (with --near) near-duplicate rows; identity rows win cross-dataset clusters."""
+    """Remove exact and (with --near) near-duplicate rows; identity rows win cross-dataset clusters.
+    Memory stays bounded (inputs streamed, working files in the registry's .staging); --engine ray runs the
+    same work on a Ray cluster."""
     from datakit.ops.dedup import run_dedup
 
-    with working("deduplicating"):
+    with step_progress("dedup") as progress:
         results = run_dedup(reg(), refs, name, field=field, near=near, threshold=threshold, keep=keep,  # type: ignore[arg-type]
                             score_field=score_field, num_perm=num_perm, ngram=ngram, shingle=shingle,
-                            trim_boilerplate=trim_boilerplate)
+                            trim_boilerplate=trim_boilerplate, progress=progress, engine=engine,
+                            ray_address=ray_address)
     _print(results, as_json)
     if near and not as_json:
         lsh = results[0]["stats"]["lsh"]

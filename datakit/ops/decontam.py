@@ -5,10 +5,12 @@ a training row is contaminated when it shares any n-gram with an eval item. Eval
 than n tokens are matched by their whole token run when they have at least `min_tokens` tokens,
 and by exact equality of the whole text below that (a 3-word question occurs everywhere).
 Method `near`: MinHash LSH with every candidate verified by exact shingle Jaccard.
+The eval sets are held in memory; the training rows are read a batch at a time, so memory stays bounded.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -16,6 +18,7 @@ import polars as pl
 
 from datakit.errors import DatakitError
 from datakit.ops import minhash, runner
+from datakit.ops.batches import Source, batches_without, frame_source, registry_source
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
 from datakit.registry.store import Registry
@@ -85,40 +88,69 @@ def _near_leaks(train: pl.DataFrame, evals: pl.DataFrame, *, threshold: float, n
     return pl.DataFrame({"train": cross[ok, 0], "eval": cross[ok, 1] - n, "overlap": sims[ok]})
 
 
-def decontam(
-    train: tuple[Manifest, pl.DataFrame], evals: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto",
-    eval_field: str = "auto", method: Literal["ngram", "near"] = "ngram", ngram: int = 13, min_tokens: int = 8,
-    threshold: float = 0.8, num_perm: int = 128,
-) -> OpOutput:
+def _leaks_of_batch(tr: pl.DataFrame, ev: pl.DataFrame, *, method: str, ngram: int, min_tokens: int, threshold: float,
+                    num_perm: int) -> pl.DataFrame:
+    """(train, eval, overlap) of one batch of training docs against one eval set, with the train row's id."""
+    if method == "ngram":
+        hits = _ngram_leaks(tr, ev, ngram, min_tokens)
+    else:
+        hits = _near_leaks(tr, ev, threshold=threshold, num_perm=num_perm, ngram=min(ngram, 5))
+    return hits.join(tr.select(pl.col("id").alias("train_id")).with_row_index("train").cast({"train": pl.Int64}), on="train")
+
+
+def find_leaks(
+    train: Source, evals: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto", eval_field: str = "auto",
+    method: str = "ngram", ngram: int = 13, min_tokens: int = 8, threshold: float = 0.8, num_perm: int = 128,
+) -> tuple[dict[str, Any], pl.DataFrame, np.ndarray]:
+    """(stats, leak report, indices of the training rows to drop), the training rows read a batch at a time
+    against eval sets held in memory (a leak is a property of one training row and one eval item, so batching
+    the training side changes nothing)."""
     if method not in ("ngram", "near"):
         raise DatakitError(f"--method {method}: use ngram or near")
-    tm, tdf = train
-    tr = _docs(tm, tdf, field)
+    evs = [(em, _docs(em, edf, eval_field)) for em, edf in evals]
+    hits: dict[str, list[pl.DataFrame]] = {em.ref: [] for em, _ in evs}
+    offset = 0
+    for batch in train.batches():
+        tr = _docs(train.manifest, batch, field)
+        for em, ev in evs:
+            found = _leaks_of_batch(tr, ev, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold,
+                                    num_perm=num_perm)
+            hits[em.ref].append(found.with_columns(pl.col("train") + offset))
+        offset += batch.height
     leaks, per_eval = [], {}
-    for em, edf in evals:
-        ev = _docs(em, edf, eval_field)
-        if method == "ngram":
-            hits = _ngram_leaks(tr, ev, ngram, min_tokens)
-        else:
-            hits = _near_leaks(tr, ev, threshold=threshold, num_perm=num_perm, ngram=min(ngram, 5))
-        per_eval[em.ref] = {"items": ev.height, "items_leaked": hits["eval"].n_unique(),
+    for em, ev in evs:
+        mine = pl.concat(hits[em.ref]) if hits[em.ref] else pl.DataFrame(
+            schema={"train": pl.Int64, "eval": pl.Int64, "overlap": pl.Float64, "train_id": pl.String})
+        per_eval[em.ref] = {"items": ev.height, "items_leaked": mine["eval"].n_unique(),
                             "short_items_exact_only": int((ev["tokens"].list.len() < min_tokens).sum())}
-        leaks.append(hits.join(tr.select(pl.col("id").alias("train_id")).with_row_index("train").cast({"train": pl.Int64}), on="train")
-                     .join(ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
-                           .with_row_index("eval").cast({"eval": pl.Int64}), on="eval")
+        leaks.append(mine.join(ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
+                               .with_row_index("eval").cast({"eval": pl.Int64}), on="eval")
                      .select(pl.col("train").alias("train_index"), "train_id", pl.lit(em.ref).alias("eval_dataset"),
                              pl.col("eval").alias("eval_index"), "eval_id", "overlap", pl.lit(method).alias("method"), "eval_text"))
     report = pl.concat(leaks).cast(LEAK_SCHEMA).sort(["train_index", "eval_dataset", "eval_index"]) if leaks else pl.DataFrame(schema=LEAK_SCHEMA)  # type: ignore[arg-type]
     drop = np.unique(report["train_index"].to_numpy())
-    mask = np.ones(tdf.height, dtype=bool)
-    mask[drop] = False
     stats: dict[str, Any] = {
-        "rows_in": tdf.height, "rows_out": int(mask.sum()), "removed": len(drop), "method": method,
+        "rows_in": train.height, "rows_out": train.height - len(drop), "removed": len(drop), "method": method,
         "ngram": ngram, "min_tokens": min_tokens, "field": field, "against": per_eval,
         "eval_items_leaked": sum(v["items_leaked"] for v in per_eval.values()),
     }
     if method == "near":
         stats["threshold"] = threshold
+    return stats, report, drop
+
+
+def decontam(
+    train: tuple[Manifest, pl.DataFrame], evals: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto",
+    eval_field: str = "auto", method: Literal["ngram", "near"] = "ngram", ngram: int = 13, min_tokens: int = 8,
+    threshold: float = 0.8, num_perm: int = 128,
+) -> OpOutput:
+    """`train` without the rows that leak eval items, with the leak report (`run_decontam` streams a registry
+    version instead of holding it)."""
+    tm, tdf = train
+    stats, report, drop = find_leaks(frame_source(tm, tdf), evals, field=field, eval_field=eval_field, method=method,
+                                     ngram=ngram, min_tokens=min_tokens, threshold=threshold, num_perm=num_perm)
+    mask = np.ones(tdf.height, dtype=bool)
+    mask[drop] = False
     return OpOutput(tdf.filter(pl.Series(mask)), stats, {"leaks.parquet": report}, rows_unchanged=True)
 
 
@@ -127,10 +159,14 @@ def run_decontam(reg: Registry, ref: str, against: list[str], names: list[str], 
                  threshold: float = 0.8) -> list[dict[str, Any]]:
     """Decontaminate `ref` against the eval refs and commit it; the eval sets are parents too, so the
     version's lineage says what it was checked against."""
-    train = runner.load(reg, [ref])[0]
-    evals = runner.load(reg, against)
-    params = {"input": train[0].ref, "against": [m.ref for m, _ in evals], "method": method, "ngram": ngram,
+    tm = reg.resolve(ref)
+    reg.check(tm)  # an op never commits on top of a parent that fails the check
+    evals = runner.load(reg, against)  # eval sets are small: held in memory; the training rows are streamed
+    params = {"input": tm.ref, "against": [m.ref for m, _ in evals], "method": method, "ngram": ngram,
               "min_tokens": min_tokens, "threshold": threshold, "field": field}
-    o = decontam(train, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold)
-    return runner.commit_each(reg, [train[0]], [o], runner.output_names([ref], names), op="decontam", params=params,
-                              parents=[train[0], *[m for m, _ in evals]])
+    source = registry_source(reg, tm)
+    stats, report, drop = find_leaks(source, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens,
+                                     threshold=threshold)
+    o = OpOutput(None, stats, {"leaks.parquet": report}, rows_unchanged=True, batches=partial(batches_without, source, drop))
+    return runner.commit_each(reg, [tm], [o], runner.output_names([ref], names), op="decontam", params=params,
+                              parents=[tm, *[m for m, _ in evals]])

@@ -195,38 +195,55 @@ def detection_probability(similarity: float, bands: int, rows: int) -> float:
     return float(1 - (1 - similarity**rows) ** bands)
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, max_bucket: int = 64) -> np.ndarray:
-    """Unique (i, j), i < j, of documents sharing a band; large buckets are linked as a chain."""
-    n_docs = sig.shape[0]
-    live = np.flatnonzero(sig[:, 0] != EMPTY32)
-    pairs = []
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """bands x docs uint64: each document's key in each band (the hash of its `rows` bins there)."""
+    out = np.empty((bands, sig.shape[0]), dtype=np.uint64)
     for b in range(bands):
-        block = sig[live, b * rows : (b + 1) * rows]
-        key = np.zeros(len(live), dtype=np.uint64)
+        block = sig[:, b * rows : (b + 1) * rows]
+        key = np.zeros(sig.shape[0], dtype=np.uint64)
         with np.errstate(over="ignore"):
             for r in range(rows):
                 key = mix64(key + block[:, r].astype(np.uint64) * _C[r % len(_C)])
-        order = np.argsort(key, kind="stable")
-        k_sorted, docs = key[order], live[order]
-        same = k_sorted[1:] == k_sorted[:-1]
-        if not same.any():
-            continue
-        starts = np.flatnonzero(np.concatenate([[True], ~same]))
-        sizes = np.diff(np.append(starts, len(k_sorted)))
-        two = starts[sizes == 2]  # the common case, done in one step
-        pairs.append(np.sort(np.stack([docs[two], docs[two + 1]], axis=1), axis=1))
-        for s, size in zip(starts[sizes > 2], sizes[sizes > 2]):
-            members = np.sort(docs[s : s + size])
-            if size <= max_bucket:
-                ii, jj = np.triu_indices(size, 1)
-                pairs.append(np.stack([members[ii], members[jj]], axis=1))
-            else:  # a huge bucket (many near-identical rows): a chain keeps them connected
-                pairs.append(np.stack([members[:-1], members[1:]], axis=1))
-    if not pairs:
+        out[b] = key
+    return out
+
+
+def bucket_pairs(band: np.ndarray, key: np.ndarray, docs: np.ndarray, *, max_bucket: int = 64) -> np.ndarray:
+    """Pairs (i, j), i < j, of documents sharing a (band, key) bucket, possibly repeated; a bucket larger than
+    `max_bucket` (many near-identical rows) is linked as a chain over its sorted members, which keeps it connected.
+    The entries may come in any order and any split across calls, as long as each bucket is whole in one call."""
+    order = np.lexsort((docs, key, band))
+    b_sorted, k_sorted, d_sorted = band[order], key[order], docs[order]
+    same = (k_sorted[1:] == k_sorted[:-1]) & (b_sorted[1:] == b_sorted[:-1])
+    if not same.any():
         return np.zeros((0, 2), dtype=np.int64)
-    allp = np.concatenate(pairs).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], ~same]))
+    sizes = np.diff(np.append(starts, len(k_sorted)))
+    pairs = []
+    for size in np.unique(sizes[sizes >= 2]):  # all buckets of one size at once (few distinct sizes)
+        at = starts[sizes == size]
+        if size <= max_bucket:
+            ii, jj = np.triu_indices(size, 1)
+        else:
+            ii, jj = np.arange(size - 1), np.arange(1, size)
+        pairs.append(np.stack([d_sorted[(at[:, None] + ii).ravel()], d_sorted[(at[:, None] + jj).ravel()]], axis=1))
+    return np.concatenate(pairs).astype(np.int64)
+
+
+def unique_pairs(pairs: list[np.ndarray], n_docs: int) -> np.ndarray:
+    """The distinct pairs, sorted by (i, j)."""
+    allp = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
     codes = np.unique(allp[:, 0] * n_docs + allp[:, 1])
     return np.stack([codes // n_docs, codes % n_docs], axis=1)
+
+
+def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, max_bucket: int = 64) -> np.ndarray:
+    """Unique (i, j), i < j, of documents sharing a band; large buckets are linked as a chain."""
+    live = np.flatnonzero(sig[:, 0] != EMPTY32)
+    keys = band_keys(sig[live], bands, rows)
+    band = np.repeat(np.arange(bands, dtype=np.int64), len(live))
+    found = bucket_pairs(band, keys.ravel(), np.tile(live, bands), max_bucket=max_bucket)
+    return unique_pairs([found], sig.shape[0])
 
 
 def jaccard(sh: Shingles, pairs: np.ndarray) -> np.ndarray:
@@ -262,17 +279,19 @@ def jaccard_of(pairs: np.ndarray, shingles_of: ShinglesOf, sizes: np.ndarray) ->
 
 
 def connected(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Union-find over pairs: for each of n elements, the lowest index in its connected cluster."""
-    parent = np.arange(n)
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)], dtype=np.int64)
+    """For each of n elements, the lowest index in its connected cluster: roots hooked under the smaller root of
+    each pair, then paths halved, until every pair shares a root (vectorized; a few rounds for any input)."""
+    parent = np.arange(n, dtype=np.int64)
+    if len(pairs) == 0:
+        return parent
+    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    while True:
+        ra, rb = parent[a], parent[b]
+        if (ra == rb).all():
+            return parent
+        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))  # parent[x] <= x always holds
+        while True:  # pointer jumping until every element points at its root
+            grand = parent[parent]
+            if (grand == parent).all():
+                break
+            parent = grand

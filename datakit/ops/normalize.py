@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 
 from datakit.ops import runner
+from datakit.ops.batches import registry_source
 from datakit.ops.runner import OpOutput
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
@@ -34,6 +36,17 @@ def normalize(inp: tuple[Manifest, pl.DataFrame]) -> OpOutput:
 
 
 def run_normalize(reg: Registry, ref: str, names: list[str]) -> list[dict[str, Any]]:
-    inp = runner.load(reg, [ref])[0]
-    return runner.commit_each(reg, [inp[0]], [normalize(inp)], runner.output_names([ref], names), op="normalize",
-                              params={"input": ref})
+    """Normalize a version a batch at a time (memory bounded by the batch, whatever the version's size)."""
+    m = reg.resolve(ref)
+    reg.check(m)  # an op never commits on top of a parent that fails the check
+    source = registry_source(reg, m)
+    stats = {"rows_in": m.rows, "rows_out": m.rows, "removed": 0, "rows_changed": 0}
+
+    def batches() -> Iterator[pl.DataFrame]:
+        for df in source.batches():
+            o = normalize((m, df))
+            stats["rows_changed"] += o.stats["rows_changed"]  # complete when the last batch is written
+            yield o.frame  # type: ignore[misc]
+
+    return runner.commit_each(reg, [m], [OpOutput(None, stats, batches=batches)], runner.output_names([ref], names),
+                              op="normalize", params={"input": ref})

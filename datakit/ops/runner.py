@@ -5,6 +5,7 @@ refs, calls it and commits through `commit_each`; the CLI and notebooks call the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +18,17 @@ from datakit.schemas import Manifest
 
 @dataclass
 class OpOutput:
-    """What an op returns: rows in stored columns (ids are recomputed at commit), stats, side files."""
+    """What an op returns: rows in stored columns (ids are recomputed at commit), stats, side files. The rows are
+    a frame, or (for inputs larger than memory) `batches`: a callable giving them in order, a batch at a time;
+    its stats must give rows_in/rows_out up front and may be completed while the batches are written."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | None
     stats: dict[str, Any]
     extras: dict[str, pl.DataFrame] = field(default_factory=dict)
     # True when every row is an input row with its content untouched (select, reorder, label):
     # the commit keeps their ids instead of rehashing a million rows; `verify` still rechecks them.
     rows_unchanged: bool = False
+    batches: Callable[[], Iterator[pl.DataFrame]] | None = None
 
 
 def load(reg: Registry, refs: list[str]) -> list[tuple[Manifest, pl.DataFrame]]:
@@ -46,12 +50,20 @@ def commit(
 ) -> tuple[Manifest, bool]:
     """Commit an op's output as a new version of `name`, its parents being the input versions."""
     check_accounting(op, out.stats)
-    if out.frame.height == 0 and out.stats.get("rows_in", 0) > 0:
+    rows_out = out.frame.height if out.frame is not None else out.stats.get("rows_out", 1)
+    if rows_out == 0 and out.stats.get("rows_in", 0) > 0:
         raise DatakitError(f"{op} would leave {name} empty (all {out.stats['rows_in']} rows removed); check the params")
-    return reg.commit_frame(
-        name, kind, out.frame, op=op, params=params, parents=[reg.parent_of(m) for m in inputs], stats=out.stats,
-        extras=out.extras, trust_ids=out.rows_unchanged,
-    )
+    parents = [reg.parent_of(m) for m in inputs]
+    if out.frame is not None:
+        return reg.commit_frame(name, kind, out.frame, op=op, params=params, parents=parents, stats=out.stats,
+                                extras=out.extras, trust_ids=out.rows_unchanged)
+    assert out.batches is not None, f"{op}: an output needs a frame or batches"
+    with reg.stage(name, kind) as st:
+        for df in out.batches():
+            st.write(df, trust_ids=out.rows_unchanged)
+        for fname, extra in out.extras.items():
+            st.write_extra(fname, extra)
+        return st.commit(op=op, params=params, parents=parents, stats=out.stats)
 
 
 def output_names(refs: list[str], names: list[str]) -> list[str]:

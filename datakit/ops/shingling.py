@@ -61,25 +61,51 @@ def _only_where(text: pl.Series, pattern: str, step: Callable[[pl.Expr], pl.Expr
     return text.clone().scatter(rows, pl.select(step(pl.lit(text.gather(rows)))).to_series())
 
 
+def affix_candidates(text: pl.Series) -> pl.DataFrame:
+    """Per row, the prefix ("reposted - ") and suffix ("read more.") that could be boilerplate (null where none)."""
+    return pl.DataFrame({"t": text}).select(
+        pre=pl.col("t").str.extract(_PREFIX.pattern, 1), suf=pl.col("t").str.extract(_SUFFIX.pattern, 1))
+
+
+def count_affixes(found: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """How often each candidate prefix and suffix occurs (`pre`/`suf` -> value, count); add batches with
+    `merge_affix_counts`."""
+    return {col: found[col].drop_nulls().value_counts(name="count") for col in ("pre", "suf")}
+
+
+def merge_affix_counts(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    return {col: pl.concat([a[col], b[col]]).group_by(col).agg(pl.col("count").sum()) for col in ("pre", "suf")}
+
+
+def common_affixes(counts: dict[str, pl.DataFrame], rows: int) -> dict[str, list[str]]:
+    """The prefixes and suffixes that repeat in at least AFFIX_MIN_SHARE of `rows` rows (and 3 of them)."""
+    need = max(3, int(AFFIX_MIN_SHARE * rows))
+    return {col: sorted(c.filter(pl.col("count") >= need)[col].to_list()) for col, c in counts.items()}
+
+
+def strip_affixes(text: pl.Series, common: dict[str, list[str]]) -> tuple[pl.Series, pl.Series]:
+    """Each row without its common prefix and suffix, and whether it had one (row by row: batches need not be
+    the whole table)."""
+    found = affix_candidates(text)
+    pre, suf = pl.col("pre").is_in(common["pre"]), pl.col("suf").is_in(common["suf"])
+    out = found.with_columns(t=text).select(
+        pl.when(pre).then(pl.col("t").str.slice(pl.col("pre").str.len_chars())).otherwise(pl.col("t")).alias("t"),
+        pre.alias("p"), suf.alias("s"), pl.col("suf"))
+    out = out.with_columns(pl.when(pl.col("s")).then(
+        pl.col("t").str.slice(0, pl.col("t").str.len_chars() - pl.col("suf").str.len_chars())).otherwise(pl.col("t"))
+        .str.strip_chars(" ").alias("t"))
+    return out["t"].alias(text.name), out["p"] | out["s"]
+
+
 def trim_boilerplate(text: pl.Series) -> tuple[pl.Series, dict[str, Any]]:
     """Strip prefixes ("reposted - ") and suffixes ("read more.") that repeat across many rows."""
-    need = max(3, int(AFFIX_MIN_SHARE * len(text)))
-    df = pl.DataFrame({"t": text}).with_columns(
-        pre=pl.col("t").str.extract(_PREFIX.pattern, 1), suf=pl.col("t").str.extract(_SUFFIX.pattern, 1))
-    common = {}
-    for col in ("pre", "suf"):
-        counts = df[col].drop_nulls().value_counts()
-        common[col] = sorted(counts.filter(pl.col("count") >= need)[col].to_list())
-    pre, suf = pl.col("pre").is_in(common["pre"]), pl.col("suf").is_in(common["suf"])
-    out = df.select(
-        pl.when(pre).then(pl.col("t").str.slice(pl.col("pre").str.len_chars())).otherwise(pl.col("t")).alias("t"),
-        pre.alias("p"), suf.alias("s"))
-    out = out.with_columns(pl.when(pl.col("s")).then(
-        pl.col("t").str.slice(0, pl.col("t").str.len_chars() - df["suf"].str.len_chars())).otherwise(pl.col("t"))
-        .str.strip_chars(" ").alias("t"))
-    stats = {"prefixes": common["pre"][:20], "suffixes": common["suf"][:20],
-             "rows_trimmed": int((out["p"] | out["s"]).sum())}
-    return out["t"], stats
+    common = common_affixes(count_affixes(affix_candidates(text)), len(text))
+    trimmed, changed = strip_affixes(text, common)
+    return trimmed, trim_stats(common, int(changed.sum()))
+
+
+def trim_stats(common: dict[str, list[str]], rows_trimmed: int) -> dict[str, Any]:
+    return {"prefixes": common["pre"][:20], "suffixes": common["suf"][:20], "rows_trimmed": rows_trimmed}
 
 
 def shingle_units(text: pl.Series, spec: ShingleSpec) -> pl.Series:

@@ -55,6 +55,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+ROW_GROUP_ROWS = 50_000  # a streamed read (ops.batches) holds about one row group of a part at a time
+
+
 def parquet_bytes(df: pl.DataFrame, **kw: Any) -> bytes:
     buf = io.BytesIO()
     df.write_parquet(buf, compression="zstd", **kw)
@@ -86,7 +89,7 @@ class Stage:
         df = with_ids(self.kind, df, trust=trust_ids)
         self._hasher.update(df)
         rel = f"data/part-{len(self._parts):05d}.parquet"
-        self._put(rel, parquet_bytes(df, statistics=False), df.height)
+        self._put(rel, parquet_bytes(df, statistics=False, row_group_size=ROW_GROUP_ROWS), df.height)
         self._parts.append(rel)
 
     def write_extra(self, filename: str, df: pl.DataFrame) -> None:
@@ -269,11 +272,13 @@ class Registry:
         or overwritten part fails here, naming the file, instead of returning wrong rows."""
         m = ref if isinstance(ref, Manifest) else self.resolve(ref)
         self.check(m)
+        return pl.concat([self.scan_part(m, f) for f in m.data_files], how="vertical")
+
+    def scan_part(self, m: Manifest, rel: str) -> pl.LazyFrame:
+        """One data part of a checked version, read lazily (a slice of it reads only the row groups it needs)."""
         # parts written before a field existed read with it as null (schemas.EXTENSION_FIELDS)
-        schema = stored_schema(m.kind)
-        cast = pl.ScanCastOptions(missing_struct_fields="insert")
-        return pl.concat([pl.scan_parquet(self.data_path(m, f), schema=schema, cast_options=cast,
-                                          missing_columns="insert") for f in m.data_files], how="vertical")
+        return pl.scan_parquet(self.data_path(m, rel), schema=stored_schema(m.kind),
+                               cast_options=pl.ScanCastOptions(missing_struct_fields="insert"), missing_columns="insert")
 
     def check(self, m: Manifest) -> None:
         """Every data part against the manifest (`integrity.check_part`); CheckFailed names the first bad file."""
