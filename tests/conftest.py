@@ -234,9 +234,11 @@ def any_reg(request, tmp_path: Path) -> Registry:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(s3_server):
     """One local Ray cluster (2 CPUs) for the whole session, torn down at its end; yields its address, which
-    `--ray-address` in a subprocess joins. In-process `--engine ray` work reuses it."""
+    `--ray-address` in a subprocess joins. In-process `--engine ray` work reuses it. Started after the S3
+    server so that its workers, which write parts straight into a bucket registry, see its endpoint and keys in
+    their environment (as workers of a real cluster use their own machine's credentials)."""
     import logging
 
     import ray

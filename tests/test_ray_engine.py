@@ -29,6 +29,9 @@ def test_ray_engine_commits_the_local_engines_version(any_reg, tmp_path, externa
     same_versions(any_reg, local, ray)
     assert sum(r["stats"]["removed_near"] for r in ray) >= 25  # the planted copies were found through Ray
     assert any_reg.resolve("r-c4").params["inputs"] == [f"{r}@v1" for r in refs]
+    m = any_reg.resolve("r-c4")
+    assert len(m.data_files) > 1 and any_reg.load(m).height == m.rows  # parts written by the workers, readable
+    any_reg.check(m)
 
 
 def test_cli_joins_a_running_cluster_and_DATAKIT_ENGINE_selects_ray(reg, cli, tmp_path, external, ray_cluster):

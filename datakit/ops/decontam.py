@@ -95,7 +95,8 @@ def _leaks_of_batch(tr: pl.DataFrame, ev: pl.DataFrame, *, method: str, ngram: i
         hits = _ngram_leaks(tr, ev, ngram, min_tokens)
     else:
         hits = _near_leaks(tr, ev, threshold=threshold, num_perm=num_perm, ngram=min(ngram, 5))
-    return hits.join(tr.select(pl.col("id").alias("train_id")).with_row_index("train").cast({"train": pl.Int64}), on="train")
+    ids = tr.select(pl.col("id").alias("train_id")).with_row_index("train").cast({"train": pl.Int64})
+    return hits.join(ids, on="train")
 
 
 def find_leaks(
@@ -123,8 +124,8 @@ def find_leaks(
             schema={"train": pl.Int64, "eval": pl.Int64, "overlap": pl.Float64, "train_id": pl.String})
         per_eval[em.ref] = {"items": ev.height, "items_leaked": mine["eval"].n_unique(),
                             "short_items_exact_only": int((ev["tokens"].list.len() < min_tokens).sum())}
-        leaks.append(mine.join(ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
-                               .with_row_index("eval").cast({"eval": pl.Int64}), on="eval")
+        items = ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
+        leaks.append(mine.join(items.with_row_index("eval").cast({"eval": pl.Int64}), on="eval")
                      .select(pl.col("train").alias("train_index"), "train_id", pl.lit(em.ref).alias("eval_dataset"),
                              pl.col("eval").alias("eval_index"), "eval_id", "overlap", pl.lit(method).alias("method"), "eval_text"))
     report = pl.concat(leaks).cast(LEAK_SCHEMA).sort(["train_index", "eval_dataset", "eval_index"]) if leaks else pl.DataFrame(schema=LEAK_SCHEMA)  # type: ignore[arg-type]
@@ -167,6 +168,7 @@ def run_decontam(reg: Registry, ref: str, against: list[str], names: list[str], 
     source = registry_source(reg, tm)
     stats, report, drop = find_leaks(source, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens,
                                      threshold=threshold)
-    o = OpOutput(None, stats, {"leaks.parquet": report}, rows_unchanged=True, batches=partial(batches_without, source, drop))
+    o = OpOutput(None, stats, {"leaks.parquet": report}, rows_unchanged=True,
+                 batches=partial(batches_without, source, drop))
     return runner.commit_each(reg, [tm], [o], runner.output_names([ref], names), op="decontam", params=params,
                               parents=[tm, *[m for m, _ in evals]])

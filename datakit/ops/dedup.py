@@ -133,11 +133,11 @@ def run_dedup(reg: Registry, refs: list[str], names: list[str], *, field: str = 
               "normalization": "NFKC, lower case, quotes and dashes unified, whitespace collapsed"}
     sources = [registry_source(reg, m) for m in manifests]
     with spill_area(reg.local_dir(".staging")) as spill:
-        found = find_duplicates(sources, spill, p, progress=progress,
-                                engine=make_engine(engine, spill, ray_address=ray_address))
+        eng = make_engine(engine, spill, ray_address=ray_address)
+        found = find_duplicates(sources, spill, p, progress=progress, engine=eng)
         per_input = _outputs(sources, found, p)
-    outputs = [OpOutput(None, stats, {"clusters.parquet": report}, rows_unchanged=True,
-                        batches=partial(batches_without, s, drop))
-               for s, (stats, report, drop) in zip(sources, per_input)]
-    return runner.commit_each(reg, manifests, outputs, out_names, op="dedup", params=params)
-
+        outputs = [OpOutput(None, stats, {"clusters.parquet": report}, rows_unchanged=True,
+                            batches=partial(batches_without, s, drop))
+                   for s, (stats, report, drop) in zip(sources, per_input)]
+        # the engine's workers write the parts (the Ray engine's straight into the registry, wherever it is)
+        return runner.commit_each(reg, manifests, outputs, out_names, op="dedup", params=params, engine=eng)

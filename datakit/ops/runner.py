@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from datakit.errors import DatakitError
-from datakit.registry.store import Registry
-from datakit.schemas import Manifest
+from datakit.registry.store import Registry, write_part
+from datakit.schemas import FileEntry, Manifest
+
+if TYPE_CHECKING:
+    from datakit.ops.engine import Engine
 
 
 @dataclass
@@ -46,9 +50,12 @@ def check_accounting(op: str, stats: dict[str, Any]) -> None:
 
 
 def commit(
-    reg: Registry, *, name: str, kind: str, inputs: list[Manifest], op: str, params: dict[str, Any], out: OpOutput
+    reg: Registry, *, name: str, kind: str, inputs: list[Manifest], op: str, params: dict[str, Any], out: OpOutput,
+    engine: Engine | None = None,
 ) -> tuple[Manifest, bool]:
-    """Commit an op's output as a new version of `name`, its parents being the input versions."""
+    """Commit an op's output as a new version of `name`, its parents being the input versions. Batched output
+    given an `engine` is encoded and written as parts by the engine's workers (straight into the registry, local
+    or a bucket); this process records them in order, so the version is the same either way."""
     check_accounting(op, out.stats)
     rows_out = out.frame.height if out.frame is not None else out.stats.get("rows_out", 1)
     if rows_out == 0 and out.stats.get("rows_in", 0) > 0:
@@ -59,11 +66,26 @@ def commit(
                                 extras=out.extras, trust_ids=out.rows_unchanged)
     assert out.batches is not None, f"{op}: an output needs a frame or batches"
     with reg.stage(name, kind) as st:
-        for df in out.batches():
-            st.write(df, trust_ids=out.rows_unchanged)
+        if engine is None:
+            for df in out.batches():
+                st.write(df, trust_ids=out.rows_unchanged)
+        else:
+            write = partial(write_part, root=str(reg.root), prefix=st.prefix, kind=kind, trust_ids=out.rows_unchanged)
+            for meta in engine.map_batches(write, _numbered(out.batches())):
+                for r in meta.iter_rows(named=True):
+                    st.add_written_part(r["rel"], FileEntry(sha256=r["sha256"], bytes=r["bytes"], rows=r["rows"]), r["text"])
         for fname, extra in out.extras.items():
             st.write_extra(fname, extra)
         return st.commit(op=op, params=params, parents=parents, stats=out.stats)
+
+
+def _numbered(batches: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """The non-empty batches, each with its part number in column `_part`."""
+    i = 0
+    for df in batches:
+        if df.height:
+            yield df.with_columns(_part=pl.lit(i, pl.Int32))
+            i += 1
 
 
 def output_names(refs: list[str], names: list[str]) -> list[str]:
@@ -76,12 +98,14 @@ def output_names(refs: list[str], names: list[str]) -> list[str]:
 
 
 def commit_each(reg: Registry, inputs: list[Manifest], outputs: list[OpOutput], names: list[str], *, op: str,
-                params: dict[str, Any], parents: list[Manifest] | None = None) -> list[dict[str, Any]]:
+                params: dict[str, Any], parents: list[Manifest] | None = None,
+                engine: Engine | None = None) -> list[dict[str, Any]]:
     """One version per input; every version's lineage names `parents` (default: all inputs).
     Returns per output: input ref, new ref, created, content hash, stats."""
     results = []
     for m, o, name in zip(inputs, outputs, names, strict=True):
-        man, created = commit(reg, name=name, kind=m.kind, inputs=parents or inputs, op=op, params=params, out=o)
+        man, created = commit(reg, name=name, kind=m.kind, inputs=parents or inputs, op=op, params=params, out=o,
+                              engine=engine)
         results.append({"input": m.ref, "ref": man.ref, "created": created, "content_hash": man.content_hash,
                         "stats": o.stats})
     return results

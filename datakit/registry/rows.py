@@ -135,6 +135,14 @@ def with_ids(kind: str, df: pl.DataFrame, *, trust: bool = False) -> pl.DataFram
     return new.select(list(stored_schema(kind)))
 
 
+def hash_text(df: pl.DataFrame) -> str:
+    """What the content hash reads of rows with ids: `id TAB split TAB meta` per row."""
+    if df.height == 0:
+        return ""
+    split = pl.col("split").fill_null("")
+    return df.select(pl.concat_str("id", pl.lit("\t"), split, pl.lit("\t"), "meta", pl.lit("\n")).str.join("")).item()
+
+
 class ContentHasher:
     """Streams rows (in order) into the version content hash."""
 
@@ -143,11 +151,12 @@ class ContentHasher:
         self.rows = 0
 
     def update(self, df: pl.DataFrame) -> None:
-        if df.height:
-            split = pl.col("split").fill_null("")
-            text = df.select(pl.concat_str("id", pl.lit("\t"), split, pl.lit("\t"), "meta", pl.lit("\n")).str.join("")).item()
-            self._h.update(text.encode())
-        self.rows += df.height
+        self.update_text(hash_text(df), df.height)
+
+    def update_text(self, text: str, rows: int) -> None:
+        """Rows given as their `hash_text` (computed elsewhere, e.g. by a worker that wrote the part)."""
+        self._h.update(text.encode())
+        self.rows += rows
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()

@@ -31,7 +31,7 @@ import polars as pl
 from datakit import __version__
 from datakit.errors import CheckFailed, DatakitError
 from datakit.registry.integrity import check_part
-from datakit.registry.rows import ContentHasher, empty_frame, known_kind, with_ids
+from datakit.registry.rows import ContentHasher, empty_frame, hash_text, known_kind, with_ids
 from datakit.registry.storage import Storage, sha256_bytes
 from datakit.schemas import VERSION_RE, DatasetRef, FileEntry, Manifest, Parent, check_name, stored_schema
 
@@ -64,6 +64,26 @@ def parquet_bytes(df: pl.DataFrame, **kw: Any) -> bytes:
     return buf.getvalue()
 
 
+def part_name(i: int) -> str:
+    return f"data/part-{i:05d}.parquet"
+
+
+def encode_part(kind: str, df: pl.DataFrame, *, trust_ids: bool = False) -> tuple[bytes, str]:
+    """A data part's bytes and its rows' content-hash text; ids computed unless the caller vouches for them."""
+    df = with_ids(kind, df, trust=trust_ids)
+    return parquet_bytes(df, statistics=False, row_group_size=ROW_GROUP_ROWS), hash_text(df)
+
+
+def write_part(batch: pl.DataFrame, *, root: str, prefix: str, kind: str, trust_ids: bool) -> pl.DataFrame:
+    """Encode one batch (its part number in column `_part`) and put it under a stage's prefix; returns what the
+    stage records (`Stage.add_written_part`). Runs wherever an engine sends it, with that machine's credentials."""
+    rel = part_name(int(batch["_part"][0]))
+    data, text = encode_part(kind, batch.drop("_part"), trust_ids=trust_ids)
+    Storage(default_root(root)).put(f"{prefix}/{rel}", data)
+    return pl.DataFrame({"rel": [rel], "sha256": [sha256_bytes(data)], "bytes": [len(data)],
+                         "rows": [batch.height], "text": [text]})
+
+
 class Stage:
     """A version being written. Add row chunks in order, then `commit`."""
 
@@ -86,11 +106,19 @@ class Stage:
         rows are unmodified registry rows carrying their ids (`trust_ids`)."""
         if df.height == 0:
             return
-        df = with_ids(self.kind, df, trust=trust_ids)
-        self._hasher.update(df)
-        rel = f"data/part-{len(self._parts):05d}.parquet"
-        self._put(rel, parquet_bytes(df, statistics=False, row_group_size=ROW_GROUP_ROWS), df.height)
+        data, text = encode_part(self.kind, df, trust_ids=trust_ids)
+        rel = part_name(len(self._parts))
+        self._put(rel, data, df.height)
         self._parts.append(rel)
+        self._hasher.update_text(text, df.height)
+
+    def add_written_part(self, rel: str, entry: FileEntry, text: str) -> None:
+        """A part another process wrote under this stage's prefix (`write_part`), in row order."""
+        if rel != part_name(len(self._parts)):
+            raise DatakitError(f"{self.name}: part {rel} arrived out of order (expected {part_name(len(self._parts))})")
+        self._files[rel] = entry
+        self._parts.append(rel)
+        self._hasher.update_text(text, entry.rows or 0)
 
     def write_extra(self, filename: str, df: pl.DataFrame) -> None:
         """A side file stored with the version (quarantine, cluster report, ...)."""
