@@ -22,7 +22,6 @@ from pathlib import Path
 
 import polars as pl
 
-from datakit.errors import DatakitError
 
 
 class Spill:
@@ -40,9 +39,8 @@ class Spill:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:  # lz4: runs are read back once or twice, so write speed matters more than size
             df.write_parquet(path, compression="lz4", statistics=False)
-        except OSError as e:
-            raise DatakitError(f"{path}: cannot write the op's working files ({e.strerror or e}); free space "
-                               "there or point DATAKIT_REGISTRY / --registry at a larger disk") from e
+        except OSError as e:  # named, so the CLI says "disk full" or "read-only" with the path
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
     def get(self, name: str, columns: list[str] | None = None) -> pl.DataFrame:
         if self.folder is None:
@@ -87,12 +85,9 @@ def spill_area(staging: Path | None) -> Iterator[Spill]:
         yield Spill(None)
         return
     return_freed_memory()
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f"work-{os.getpid()}-{secrets.token_hex(4)}-", dir=staging))
-    except OSError as e:
-        raise DatakitError(f"{staging}: cannot create the op's working folder ({e.strerror or e}); "
-                           "check that the registry root is writable") from e
+    # an OSError here (read-only root, full disk) names the folder; the CLI turns it into one line with the fix
+    staging.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"work-{os.getpid()}-{secrets.token_hex(4)}-", dir=staging))
     try:
         yield Spill(folder)
     finally:
