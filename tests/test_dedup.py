@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from datakit.io.ingest import ingest
-from datakit.ops import minhash, runner
+from datakit.ops import dup_find, minhash, runner
 from datakit.ops.dedup import dedup, run_dedup
 from tests.conftest import chat, write_jsonl
 
@@ -234,7 +234,8 @@ def test_chunk_sizes_do_not_change_what_near_dedup_removes(reg, tmp_path, extern
     ingest(reg, [write_jsonl(tmp_path / "p.jsonl", rows)], name="p", kind="cpt")
     _, [whole] = run(reg, ["p"], near=True)
     monkeypatch.setattr(minhash, "CHUNK_DOCS", 7)
-    monkeypatch.setattr(minhash, "PAIR_CHUNK_SHINGLES", 50)
+    monkeypatch.setenv("DATAKIT_BATCH_ROWS", "13")  # rows signed a batch at a time
+    monkeypatch.setattr(dup_find, "VERIFY_PAIRS", 3)  # pairs verified a few at a time
     _, [chunked] = run(reg, ["p"], near=True)
     assert whole.stats["removed_near"] >= 30 and whole.stats["removed"] >= 80
     assert whole.extras["clusters.parquet"].equals(chunked.extras["clusters.parquet"])

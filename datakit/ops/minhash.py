@@ -21,7 +21,6 @@ import xxhash
 CHUNK_DOCS = 20_000  # documents per thread task: bounds the temporaries, keeps both cores busy
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 EMPTY32 = np.uint32(0xFFFFFFFF)  # a signature bin no shingle fell into
-PAIR_CHUNK_SHINGLES = 4_000_000  # shingle hashes held at once while verifying candidate pairs
 _C = np.random.default_rng(20260101).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
@@ -35,7 +34,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-ShinglesOf = Callable[[np.ndarray], "Shingles"]  # the shingles of the documents at these positions
 
 
 @dataclass
@@ -132,23 +130,6 @@ def signatures(sh: Shingles, num_perm: int, *, workers: int = 2) -> np.ndarray:
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda ab: one(*ab), zip(bounds[:-1], bounds[1:])))
     return out
-
-
-def signatures_of(n_docs: int, shingles_of: ShinglesOf, num_perm: int, *,
-                  workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures and shingle counts of documents 0..n_docs-1, shingled a chunk at a time: only one chunk's
-    shingle hashes per worker exist at once, so memory is the signatures plus a bounded working set."""
-    out = np.empty((n_docs, num_perm), dtype=np.uint32)
-    sizes = np.empty(n_docs, dtype=np.int64)
-
-    def one(a: int) -> None:
-        b = min(a + CHUNK_DOCS, n_docs)
-        sh = shingles_of(np.arange(a, b))
-        out[a:b], sizes[a:b] = signatures(sh, num_perm, workers=1), sh.sizes
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(0, n_docs, CHUNK_DOCS)))
-    return out, sizes
 
 
 def _densify(sig: np.ndarray) -> np.ndarray:
@@ -261,20 +242,6 @@ def jaccard(sh: Shingles, pairs: np.ndarray) -> np.ndarray:
         inter = len(np.intersect1d(a, b, assume_unique=True))
         union = len(a) + len(b) - inter
         out[k] = inter / union if union else 0.0
-    return out
-
-
-def jaccard_of(pairs: np.ndarray, shingles_of: ShinglesOf, sizes: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of each pair of documents, re-shingling only the documents a chunk of pairs names; a chunk
-    holds about PAIR_CHUNK_SHINGLES hashes (`sizes`: shingles per document, to cut the chunks)."""
-    out = np.empty(len(pairs), dtype=np.float64)
-    cost = np.cumsum(sizes[pairs[:, 0]] + sizes[pairs[:, 1]]) if len(pairs) else np.zeros(0)
-    a = 0
-    while a < len(pairs):
-        b = max(a + 1, int(np.searchsorted(cost, (cost[a - 1] if a else 0) + PAIR_CHUNK_SHINGLES)))
-        docs, local = np.unique(pairs[a:b], return_inverse=True)
-        out[a:b] = jaccard(shingles_of(docs), local.reshape(-1, 2))
-        a = b
     return out
 
 

@@ -97,13 +97,6 @@ def strip_affixes(text: pl.Series, common: dict[str, list[str]]) -> tuple[pl.Ser
     return out["t"].alias(text.name), out["p"] | out["s"]
 
 
-def trim_boilerplate(text: pl.Series) -> tuple[pl.Series, dict[str, Any]]:
-    """Strip prefixes ("reposted - ") and suffixes ("read more.") that repeat across many rows."""
-    common = common_affixes(count_affixes(affix_candidates(text)), len(text))
-    trimmed, changed = strip_affixes(text, common)
-    return trimmed, trim_stats(common, int(changed.sum()))
-
-
 def trim_stats(common: dict[str, list[str]], rows_trimmed: int) -> dict[str, Any]:
     return {"prefixes": common["pre"][:20], "suffixes": common["suf"][:20], "rows_trimmed": rows_trimmed}
 
