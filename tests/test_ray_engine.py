@@ -1,5 +1,5 @@
-"""The Ray engine runs dedup's own per-batch functions as Ray Data tasks on a local cluster (one per session)
-and commits the very version the local engine commits, on a local registry and on one in a bucket."""
+"""The Ray engine runs dedup's and mix's own per-batch functions as Ray Data tasks on a local cluster (one per
+session) and commits the very version the local engine commits, on a local registry and on one in a bucket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import pytest
 
 from datakit.ops.dedup import run_dedup
-from tests.test_streamed_ops import planted_inputs, tiny_batches
+from datakit.ops.mix import SOURCES_FILE, run_mix
+from tests.test_streamed_ops import mix_inputs, planted_inputs, tiny_batches
 
 pytestmark = pytest.mark.ray
 
@@ -51,3 +52,29 @@ def test_cli_joins_a_running_cluster_and_DATAKIT_ENGINE_selects_ray(reg, cli, tm
         del os.environ["DATAKIT_ENGINE"]
     assert by_env["content_hash"] == local.json[0]["content_hash"]
     assert json.loads(json.dumps(by_env["stats"])) == local.json[0]["stats"]
+
+
+MIXTURE = """name: {name}
+seed: 4
+total: 1200
+max_repeats: 4
+{engine}components:
+  - {{dataset: acme-identity, weight: 0.3}}
+  - {{dataset: alpaca-en, weight: 0.4}}
+  - {{dataset: alpaca-zh, weight: 0.3}}
+"""
+
+
+def test_mix_on_ray_commits_the_local_engines_version_and_engine_in_the_yaml_selects_it(any_reg, tmp_path, external,
+                                                                                        monkeypatch, ray_cluster):
+    mix_inputs(any_reg, external)
+    monkeypatch.setenv("DATAKIT_BATCH_ROWS", "300")  # four output batches: Ray's shuffle loses their order, the sort restores it
+    (tmp_path / "local.yaml").write_text(MIXTURE.format(name="m-local", engine=""))
+    (tmp_path / "ray.yaml").write_text(MIXTURE.format(name="m-ray", engine="engine: ray\n"))
+    local = run_mix(any_reg, tmp_path / "local.yaml")
+    ray = run_mix(any_reg, tmp_path / "ray.yaml")  # the YAML's engine; the session's cluster is reused
+    assert ray.manifest.content_hash == local.manifest.content_hash and ray.components == local.components
+    assert any_reg.extra(ray.manifest, SOURCES_FILE).equals(any_reg.extra(local.manifest, SOURCES_FILE))
+    assert len(ray.manifest.data_files) == 4 and any_reg.load(ray.manifest).height == 1200  # parts by the workers
+    assert "engine" not in ray.manifest.params  # where it ran is not part of what it is
+    any_reg.check(ray.manifest)

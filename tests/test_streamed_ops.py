@@ -1,6 +1,6 @@
-"""Ops in bounded memory: dedup, decontam and normalize streamed through disk in tiny batches and partitions give
-exactly what the in-memory path gives (same removed rows, same report, same content hash), and dedup runs under a
-hard memory limit."""
+"""Ops in bounded memory: dedup, decontam, normalize and mix streamed through disk in tiny batches and partitions
+give exactly what the in-memory path gives (same removed rows, same report, same content hash), and dedup and mix
+run under a hard memory limit."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ import pytest
 from datakit.io.ingest import ingest
 from datakit.ops import dup_find, engine, runner
 from datakit.ops.dedup import dedup, run_dedup
+from datakit.ops.mix import SOURCES_FILE, mix, run_mix
+from datakit.ops.mix_spec import MixtureSpec
 from datakit.registry.rows import content_hash
+from datakit.schemas import stored_schema
 from tests.conftest import write_jsonl
 from tests.test_dedup import c4_with_planted
+from tests.test_mix import demo
 
 
 def tiny_batches(monkeypatch) -> None:
@@ -125,6 +129,44 @@ def test_progress_reports_every_step(reg, tmp_path, external, monkeypatch):
     assert seen["reading"][1] == sum(reg.resolve(r).rows for r in refs)
 
 
+def mix_inputs(reg, external) -> None:
+    """The real chat datasets, and the identity seeds as an identity-kind version (their intent and lang go to
+    the side file when they mix into sft)."""
+    demo(reg, external)
+    seeds = reg.load("identity-seeds").drop("id").with_columns(intent=pl.lit("affirm"), lang=pl.lit("en"))
+    reg.commit_frame("acme-identity", "identity", seeds.select(list(stored_schema("identity"))[1:]), op="test")
+
+
+@pytest.mark.parametrize("kw", [
+    {"unit": "rows", "total": 1700, "max_repeats": 4},  # upsampled: repeats of a row land in different batches
+    {"unit": "tokens", "total": 90_000, "max_repeats": 4},
+    {"unit": "rows"},  # the natural size
+])
+def test_streamed_mix_equals_the_in_memory_path(reg, external, monkeypatch, kw):
+    mix_inputs(reg, external)
+    spec = MixtureSpec.model_validate({"name": "mixed", "seed": 11, **kw, "components": [
+        {"dataset": "acme-identity", "weight": 0.2}, {"dataset": "alpaca-en", "weight": 0.5},
+        {"dataset": "alpaca-zh", "weight": 0.3}]})
+    inputs = runner.load(reg, [c.dataset for c in spec.components])
+    in_memory = mix(inputs, spec)
+    mem, _ = runner.commit(reg, name="in-memory", kind="sft", inputs=[m for m, _ in inputs], op="mix", params={},
+                           out=in_memory)
+
+    tiny_batches(monkeypatch)
+    monkeypatch.setattr(engine, "FLUSH_BYTES", 40_000)  # the shuffled rows are spilled in many small runs
+    res = run_mix(reg, spec)
+    assert res.manifest.content_hash == mem.content_hash and res.rows_out == in_memory.frame.height  # type: ignore[union-attr]
+    assert res.manifest.stats == in_memory.stats
+    side = reg.extra(res.manifest, SOURCES_FILE)
+    assert side.equals(in_memory.extras[SOURCES_FILE])  # type: ignore[arg-type]
+    assert side["dropped_fields"].drop_nulls().unique().to_list() == ['{"intent":"affirm","lang":"en"}']
+    assert len(res.manifest.data_files) == -(-res.rows_out // 37)  # written a batch at a time
+    assert reg.load(res.manifest)["id"].equals(side["source_id"]) is False  # identity rows get sft ids ...
+    alpaca = side.with_row_index().filter(pl.col("component") != "acme-identity@v1")
+    assert reg.load(res.manifest)["id"].gather(alpaca["index"]).equals(alpaca["source_id"], check_names=False)  # ... sft rows keep theirs
+    assert not list((reg.local_dir(".staging")).glob("work-*"))  # working files removed
+
+
 CHILD = textwrap.dedent("""
     import resource, sys
     from datakit.registry.store import Registry
@@ -142,6 +184,11 @@ CHILD = textwrap.dedent("""
     else:
         [r] = run_dedup(reg, ["big"], ["big-d"], near=True)
         print("removed", r["stats"]["removed"])
+        from datakit.ops.mix import run_mix
+        from datakit.ops.mix_spec import MixtureSpec
+        res = run_mix(reg, MixtureSpec(name="big-mix", seed=1, total=1_000_000, max_repeats=2,
+                                       components=[{"dataset": "big-d", "weight": 1}]))
+        print("mixed", res.rows_out)
 """)
 CAP_MB = 350  # the whole child's memory (cgroup)
 AS_HEADROOM_MB = 1024  # without a cgroup: address space above a warmed-up start (allocators reserve more than they use)
@@ -177,9 +224,10 @@ def synthetic_corpus(path, n: int, words: int, copies: int, seed: int = 0) -> in
     return int(text.str.len_bytes().sum())
 
 
-def test_dedup_runs_under_a_hard_memory_limit_smaller_than_its_corpus(reg, tmp_path):
+def test_dedup_and_mix_run_under_a_hard_memory_limit_smaller_than_their_corpus(reg, tmp_path):
     """A child in a memory cgroup capped at CAP_MB (RSS and page cache; the kernel kills it past the cap) near-
-    deduplicates a corpus whose text alone is larger than the cap, finding every planted copy; loading the corpus
+    deduplicates a corpus whose text alone is larger than the cap, finding every planted copy, and mixes the result
+    up to a million rows (external shuffle: 540 MB of text through the cap); loading the corpus
     into memory, as the in-memory path does, is killed under the same cap. Where no cgroup can be made, the cap is
     a hard address-space limit (RLIMIT_AS) AS_HEADROOM_MB above a warmed-up start, which the in-memory path also
     breaks (allocators reserve address space well beyond what they touch, so that cap cannot be as tight)."""
@@ -201,6 +249,8 @@ def test_dedup_runs_under_a_hard_memory_limit_smaller_than_its_corpus(reg, tmp_p
         assert streamed.returncode == 0, streamed.stderr[-3000:]
         assert "removed 60" in streamed.stdout
         assert reg.resolve("big-d").rows == 700_000 - 60
+        assert "mixed 1000000" in streamed.stdout  # and the deduplicated corpus upsampled and shuffled by mix
+        assert reg.resolve("big-mix").rows == 1_000_000
         in_memory = child("memory")
         assert in_memory.returncode != 0, "the cap should be too small for the corpus in memory"
     finally:

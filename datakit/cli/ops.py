@@ -120,13 +120,16 @@ def split(
 def mix(
     spec: Annotated[Path, typer.Argument(help="Mixture YAML (schemas/mixture.schema.json).")],
     name: Annotated[Optional[str], typer.Option("--name", help="Output name (overrides the spec's).")] = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Mix datasets by share of rows or tokens; prints planned vs realized shares."""
+    """Mix datasets by share of rows or tokens; prints planned vs realized shares. Memory holds the plan, not
+    the rows (they stream through the registry's .staging); --engine (or engine: in the YAML) ray runs it on Ray."""
     from datakit.ops.mix import format_table, run_mix
 
-    with working("mixing"):
-        res = run_mix(reg(), spec, name=name)
+    with step_progress("mix") as progress:
+        res = run_mix(reg(), spec, name=name, engine=engine, ray_address=ray_address, progress=progress)
     if as_json:
         emit_json(res.model_dump(mode="json", exclude={"manifest"}) | {"ref": res.manifest.ref, "content_hash": res.manifest.content_hash})
         return

@@ -17,8 +17,13 @@ from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 
 Fn = Callable[[pl.DataFrame], pl.DataFrame]  # a per-batch step of an op, as an engine runs it
+Progress = Callable[[str, int, int], None]  # (step, done, total): what a long op reports, see cli.common
 BATCH_ROWS = 50_000  # rows per batch: a few tens of MB of text, small next to the memory bound
 BATCH_ROWS_ENV = "DATAKIT_BATCH_ROWS"
+
+
+def no_progress(step: str, done: int, total: int) -> None:
+    return None
 
 
 def batch_rows() -> int:
@@ -28,20 +33,22 @@ def batch_rows() -> int:
 
 @dataclass
 class Source:
-    """One input: its manifest and a way to read its rows in order, `rows` at a time."""
+    """One input: its manifest and a way to read its rows in order, `rows` at a time (only `columns`, if given:
+    a planning pass over ids reads a fraction of the bytes)."""
 
     manifest: Manifest
     height: int
-    read: Callable[[int], Iterator[pl.DataFrame]]
+    read: Callable[[int, list[str] | None], Iterator[pl.DataFrame]]
 
-    def batches(self, rows: int | None = None) -> Iterator[pl.DataFrame]:
-        return self.read(rows or batch_rows())
+    def batches(self, rows: int | None = None, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+        return self.read(rows or batch_rows(), columns)
 
 
 def frame_source(m: Manifest, df: pl.DataFrame) -> Source:
-    def read(rows: int) -> Iterator[pl.DataFrame]:
+    def read(rows: int, columns: list[str] | None) -> Iterator[pl.DataFrame]:
+        picked = df.select(columns) if columns else df
         for a in range(0, df.height, rows):
-            yield df.slice(a, rows)
+            yield picked.slice(a, rows)
 
     return Source(m, df.height, read)
 
@@ -51,10 +58,11 @@ def registry_source(reg: Registry, m: Manifest) -> Source:
     ROW_GROUP_ROWS, so a slice reads only what it returns); the parts are checked against the manifest once
     per read, as `Registry.scan` does. (polars' collect_batches would read ahead without bound.)"""
 
-    def read(rows: int) -> Iterator[pl.DataFrame]:
+    def read(rows: int, columns: list[str] | None) -> Iterator[pl.DataFrame]:
         reg.check(m)
         for rel in m.data_files:
             part, height = reg.scan_part(m, rel), m.files[rel].rows
+            part = part.select(columns) if columns else part
             if height is None:  # a manifest that does not record the part's rows: count them first
                 height = part.select(pl.len()).collect().item()
             for a in range(0, height, rows):

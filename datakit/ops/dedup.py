@@ -18,8 +18,8 @@ import polars as pl
 
 from datakit.errors import DatakitError
 from datakit.ops import runner
-from datakit.ops.batches import Source, batches_without, frame_source, registry_source
-from datakit.ops.dup_find import DedupParams, Found, Progress, _no_progress, choose_shingles_of, find_duplicates
+from datakit.ops.batches import Progress, Source, batches_without, frame_source, no_progress, registry_source
+from datakit.ops.dup_find import DedupParams, Found, choose_shingles_of, find_duplicates
 from datakit.ops.engine import engine_name, make_engine
 from datakit.ops.runner import OpOutput
 from datakit.ops.shingling import ShingleSpec
@@ -115,7 +115,7 @@ def dedup(
 def run_dedup(reg: Registry, refs: list[str], names: list[str], *, field: str = "auto", near: bool = False,
               threshold: float = 0.8, keep: Keep = "first", score_field: str | None = None, num_perm: int = 128,
               ngram: int | None = None, shingle: str = "auto", trim_boilerplate: bool = False,
-              progress: Progress = _no_progress, engine: str | None = None,
+              progress: Progress = no_progress, engine: str | None = None,
               ray_address: str | None = None) -> list[dict[str, Any]]:
     """Deduplicate the refs together and commit one version per ref, reading and writing a batch at a time
     (working files in the registry's staging area), so memory stays bounded whatever the size of the inputs.

@@ -27,7 +27,7 @@ import polars as pl
 
 from datakit.errors import DatakitError
 from datakit.ops import minhash, shingling
-from datakit.ops.batches import Source
+from datakit.ops.batches import Progress, Source, no_progress
 from datakit.ops.engine import Engine, LocalEngine
 from datakit.ops.fields import texts
 from datakit.ops.shingling import ShingleSpec, reader_normalize_series, shingle_units
@@ -36,12 +36,6 @@ from datakit.ops.spill import Spill
 PARTITION_ENTRIES = 2_000_000  # band-key entries grouped at once (about 50 MB, a few times that while sorting)
 VERIFY_PAIRS = 20_000  # candidate pairs (and their two texts) verified per batch
 S_CURVE_POINTS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
-Progress = Callable[[str, int, int], None]  # (step, done, total)
-
-
-def _no_progress(step: str, done: int, total: int) -> None:
-    return None
-
 
 @dataclass
 class DedupParams:
@@ -185,7 +179,7 @@ class Found:
 
 
 def find_duplicates(sources: list[Source], spill: Spill, p: DedupParams, *,
-                    progress: Progress = _no_progress, engine: Engine | None = None) -> Found:
+                    progress: Progress = no_progress, engine: Engine | None = None) -> Found:
     engine = engine or LocalEngine(spill)
     total = sum(s.height for s in sources)
     runs, ranking, counts = Runs(spill), [], None

@@ -4,7 +4,8 @@ An op is written once, as pure functions of a batch (a polars frame in, a frame 
 where those functions run and how their outputs meet. Two movements cover the heavy ops:
   - `map_batches(fn, frames)`: fn applied to every frame, results in input order;
   - `group_map(fn, frames, parts)`: every frame carries a partition column `_p` in [0, parts); fn is applied
-    once per partition to all rows with that `_p` (a shuffle: rows from every frame meet).
+    once per partition to all rows with that `_p` (a shuffle: rows from every frame meet); with `ordered`, one
+    output per partition, in partition order (the local engine always works that way).
 The local engine does both with a small thread pool and Parquet runs in the op's Spill (bounded memory); the Ray
 engine (`ray_engine.py`) with Ray Data's map_batches and groupby. Results are identical: group outputs are
 consumed in partition order and every fn is deterministic.
@@ -29,7 +30,8 @@ R = TypeVar("R")
 ENGINE_ENV = "DATAKIT_ENGINE"
 RAY_ADDRESS_ENV = "DATAKIT_RAY_ADDRESS"
 ENGINES = ("local", "ray")
-FLUSH_ROWS = 2_000_000  # grouped rows buffered before they are written out as runs (about 50 MB)
+FLUSH_ROWS = 2_000_000  # grouped rows buffered before they are written out as runs (about 50 MB of band keys)
+FLUSH_BYTES = 256 << 20  # ... or fewer, when the rows are wide (mix shuffles whole rows)
 
 
 class Engine(Protocol):
@@ -37,7 +39,8 @@ class Engine(Protocol):
 
     def map_batches(self, fn: Fn, frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]: ...
 
-    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int) -> Iterator[pl.DataFrame]: ...
+    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int,
+                  ordered: bool = False) -> Iterator[pl.DataFrame]: ...
 
 
 class LocalEngine:
@@ -52,24 +55,25 @@ class LocalEngine:
     def map_batches(self, fn: Fn, frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
         return ordered_map(fn, frames, self.workers)
 
-    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int) -> Iterator[pl.DataFrame]:
+    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int,
+                  ordered: bool = False) -> Iterator[pl.DataFrame]:
         self._groups += 1
         prefix = f"group{self._groups:03d}/p"
         buffer: list[pl.DataFrame] = []
-        buffered, flushes = 0, 0
+        buffered, size, flushes = 0, 0, 0
 
         def flush() -> None:
-            nonlocal buffered, flushes
+            nonlocal buffered, size, flushes
             if buffer:
                 for (p,), chunk in pl.concat(buffer).partition_by("_p", as_dict=True).items():
                     self.spill.put(f"{prefix}{int(p):05d}-{flushes:05d}", chunk)  # type: ignore[call-overload]
             buffer.clear()
-            buffered, flushes = 0, flushes + 1
+            buffered, size, flushes = 0, 0, flushes + 1
 
         for df in frames:
             buffer.append(df)
-            buffered += df.height
-            if buffered >= FLUSH_ROWS:
+            buffered, size = buffered + df.height, size + df.estimated_size()
+            if buffered >= FLUSH_ROWS or size >= FLUSH_BYTES:
                 flush()
         flush()
 

@@ -11,6 +11,8 @@ A mixture (`MixtureSpec`, YAML) lists components with weights. How it becomes ro
    over `group_id` groups); all of them once before any copy, never past max_repeats.
 5. The picks are shuffled (seeded) into training order; `mix_sources.parquet` maps every
    output row back to its component, source row and repeat number.
+Only ids, group ids and token counts are held whole; the rows stream through an external shuffle
+(`mix_rows`), on the local engine or on Ray (`engine:` in the YAML, --engine), with the same version.
 Realized shares are within 1/total of the plan for rows (1 pp from 100 rows on).
 """
 
@@ -27,11 +29,15 @@ from pydantic import BaseModel
 from datakit.errors import DatakitError
 from datakit.ops import mix_plan as plan
 from datakit.ops import runner
+from datakit.ops.batches import Progress, Source, frame_source, no_progress, registry_source
+from datakit.ops.engine import Engine, LocalEngine, engine_name, make_engine
+from datakit.ops.mix_rows import MixRows, training_order
 from datakit.ops.mix_spec import MixtureSpec
 from datakit.ops.runner import OpOutput
-from datakit.registry.rows import with_ids
+from datakit.ops.spill import Spill, spill_area
+from datakit.registry.rows import empty_frame, with_ids
 from datakit.registry.store import Registry
-from datakit.schemas import FRAME_SCHEMAS, Manifest, check_name, stored_schema
+from datakit.schemas import Manifest, check_name
 from datakit.specfile import load_spec_file
 
 OUTPUT_KIND = {"sft": "sft", "identity": "sft", "magpie": "sft", "cpt": "cpt", "preference": "preference", "kto": "kto"}
@@ -92,28 +98,40 @@ def output_kind(manifests: list[Manifest]) -> str:
 
 @dataclass
 class _Component:
-    manifest: Manifest
-    frame: pl.DataFrame
+    source: Source
     pool: np.ndarray                 # row index of the first copy of each distinct id
     order: np.ndarray                # positions in `pool`, in picking order
     tokens: np.ndarray | None = None  # per pool row, for unit tokens
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.source.manifest
 
     @property
     def unique(self) -> int:
         return len(self.pool)
 
 
-def _prepare(m: Manifest, df: pl.DataFrame, rng: np.random.Generator) -> _Component:
-    df = df if "id" in df.columns else with_ids(m.kind, df)  # a frame built in memory may lack ids
-    pool = df.select("id", "group_id").with_row_index("i").filter(pl.col("id").is_first_distinct())
-    return _Component(m, df, pool["i"].to_numpy().astype(np.int64), plan.spread_order(pool["group_id"], rng))
+def _prepare(source: Source, rng: np.random.Generator) -> _Component:
+    """The component's distinct rows and its picking order, from its ids and group ids alone."""
+    keys = [df for df in source.batches(columns=["id", "group_id"])]
+    ids = pl.concat(keys) if keys else pl.DataFrame(schema={"id": pl.String, "group_id": pl.String})
+    pool = ids.with_row_index("i").filter(pl.col("id").is_first_distinct())
+    return _Component(source, pool["i"].to_numpy().astype(np.int64), plan.spread_order(pool["group_id"], rng))
 
 
 def _count_tokens(kind: str, comps: list[_Component], spec: MixtureSpec) -> str:
+    """Tokens of every distinct row, counted a batch at a time."""
     tok = plan.load_tokenizer(spec.tokenizer) if spec.tokenizer else None
     for c in comps:
-        rows = c.frame[pl.Series(c.pool)]
-        c.tokens = plan.estimate_tokens(kind, rows) if tok is None else plan.tokenizer_tokens(kind, rows, tok)
+        in_pool = np.zeros(c.source.height, dtype=bool)
+        in_pool[c.pool] = True
+        counts, offset = [np.empty(0, np.int64)], 0
+        for df in c.source.batches():
+            rows = df.filter(pl.Series(in_pool[offset : offset + df.height]))
+            offset += df.height
+            counts.append(plan.estimate_tokens(kind, rows) if tok is None else plan.tokenizer_tokens(kind, rows, tok))
+        c.tokens = np.concatenate(counts)
     return "estimate" if tok is None else "tokenizer"
 
 
@@ -149,52 +167,25 @@ def _plan_counts(comps: list[_Component], shares: np.ndarray, spec: MixtureSpec)
                    for c, b in zip(comps, need)]
 
 
-def _dropped_fields(m: Manifest, df: pl.DataFrame, kind: str) -> pl.Series:
-    """Kind-specific fields (identity intent/lang, magpie scores) the output kind has no column for."""
-    dropped = [c for c in FRAME_SCHEMAS[m.kind] if c not in FRAME_SCHEMAS[kind]]
-    if not dropped:
-        return pl.Series("dropped_fields", [None] * df.height, dtype=pl.String)
-    return df.select(pl.struct(dropped).struct.json_encode().alias("dropped_fields")).to_series()
-
-
-def _assemble(comps: list[_Component], picks: list[tuple[np.ndarray, np.ndarray]], kind: str,
-              seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every pick in seeded training order: the rows (one gather) and where each came from."""
-    offsets = np.cumsum([0] + [c.frame.height for c in comps[:-1]])
-    source_index = np.concatenate([c.pool[pos] for c, (pos, _) in zip(comps, picks)])
-    comp = np.concatenate([np.full(len(pos), i, np.int64) for i, (pos, _) in enumerate(picks)])
-    repeat = np.concatenate([r for _, r in picks])
-    perm = plan.rng_for(seed, "training-order").permutation(len(comp))
-    comp, source_index, repeat = comp[perm], source_index[perm], repeat[perm]
-    at = pl.Series(offsets[comp] + source_index)
-    cols = list(stored_schema(kind))
-    # one contiguous chunk first: a gather across chunks of nested lists is ~30x slower
-    frame = pl.concat([c.frame.select(cols) for c in comps], rechunk=True)[at]
-    refs = dict(enumerate(c.manifest.ref for c in comps))
-    sources = pl.DataFrame({
-        "component": pl.Series(comp).replace_strict(refs, return_dtype=pl.String),
-        "source_id": frame["id"],
-        "source_index": source_index,
-        "repeat": repeat.astype(np.int32),
-        "dropped_fields": pl.concat([_dropped_fields(c.manifest, c.frame, kind) for c in comps], rechunk=True).gather(at),
-    })
-    return frame, sources
-
-
-def mix(components: list[tuple[Manifest, pl.DataFrame]], spec: MixtureSpec) -> OpOutput:
-    """Mix loaded component versions (in `spec.components` order) into one frame; no disk access."""
-    if len(components) != len(spec.components):
-        raise DatakitError(f"mix got {len(components)} loaded components for {len(spec.components)} in the spec")
-    kind = output_kind([m for m, _ in components])
+def plan_mix(sources: list[Source], spec: MixtureSpec, engine: Engine, spill: Spill,
+             progress: Progress = no_progress) -> OpOutput:
+    """Plan the mixture from the components' ids (and token counts), then give its rows as batches in training
+    order (`mix_rows`); memory holds the plan, not the rows. Components in `spec.components` order."""
+    if len(sources) != len(spec.components):
+        raise DatakitError(f"mix got {len(sources)} components for {len(spec.components)} in the spec")
+    manifests = [s.manifest for s in sources]
+    kind = output_kind(manifests)
     shares = planned_shares(spec)
-    names = [m.name for m, _ in components]
+    names = [m.name for m in manifests]
     # each component's RNG comes from the seed and its name: its picking order does not depend on the others
-    comps = [_prepare(m, df, plan.rng_for(spec.seed, m.name if names.count(m.name) == 1 else m.ref))
-             for m, df in components]
+    comps = [_prepare(s, plan.rng_for(spec.seed, s.manifest.name if names.count(s.manifest.name) == 1 else s.manifest.ref))
+             for s in sources]
     token_count = _count_tokens(kind, comps, spec) if spec.unit == "tokens" else None
     total, counts = _plan_counts(comps, shares, spec)
     picks = [plan.take(c.order, n) for c, n in zip(comps, counts)]
-    frame, sources = _assemble(comps, picks, kind, spec.seed)
+    order = training_order([(c.pool[pos], rep) for c, (pos, rep) in zip(comps, picks)],
+                           plan.rng_for(spec.seed, "training-order"))
+    rows = MixRows(sources, order, kind, engine, spill, progress)
 
     tokens = [int(c.tokens[pos].sum()) for c, (pos, _) in zip(comps, picks)] if token_count else None
     realized = np.asarray(tokens or counts, dtype=np.float64)
@@ -205,36 +196,56 @@ def mix(components: list[tuple[Manifest, pl.DataFrame]], spec: MixtureSpec) -> O
         rows=n, tokens=tokens[i] if tokens else None, max_repeat=math.ceil(n / c.unique) if c.unique else 0,
     ) for i, (c, sc, s, r, n) in enumerate(zip(comps, spec.components, shares, realized, counts))]
     stats = {
-        "kind": kind, "rows_in": sum(c.manifest.rows for c in comps), "rows_out": frame.height, "unit": spec.unit,
+        "kind": kind, "rows_in": sum(c.manifest.rows for c in comps), "rows_out": rows.total, "unit": spec.unit,
         "total": total, "total_from": "spec" if spec.total else "natural", "seed": spec.seed,
         "max_repeats": spec.max_repeats, "components": [t.model_dump(exclude_none=True) for t in table],
     }
     if tokens is not None:
         stats |= {"tokens_out": sum(tokens), "token_count": token_count}
     same_kind = all(c.manifest.kind == kind for c in comps)  # a row moved to another kind hashes other columns
-    return OpOutput(frame=frame, stats=stats, extras={SOURCES_FILE: sources}, rows_unchanged=same_kind)
+    return OpOutput(None, stats, extras={SOURCES_FILE: rows.side_file}, rows_unchanged=same_kind, batches=rows.batches)
+
+
+def mix(components: list[tuple[Manifest, pl.DataFrame]], spec: MixtureSpec) -> OpOutput:
+    """Mix component frames held in memory (in `spec.components` order) into one frame; no disk access."""
+    spill = Spill(None)
+    sources = [frame_source(m, df if "id" in df.columns else with_ids(m.kind, df)) for m, df in components]
+    out = plan_mix(sources, spec, LocalEngine(spill), spill)
+    side = out.extras[SOURCES_FILE]
+    assert out.batches is not None and callable(side)
+    batches = list(out.batches())  # first: the side file is written as they are
+    frame = pl.concat(batches) if batches else empty_frame(out.stats["kind"])
+    return OpOutput(frame, out.stats, extras={SOURCES_FILE: side().collect()}, rows_unchanged=out.rows_unchanged)
 
 
 # ---- against the registry -----------------------------------------------------------------
 
 
-def run_mix(reg: Registry, spec: MixtureSpec | Path, *, name: str | None = None) -> MixResult:
-    """Resolve the components, mix, and commit as `name` (default spec.name) with lineage."""
+def run_mix(reg: Registry, spec: MixtureSpec | Path, *, name: str | None = None, engine: str | None = None,
+            ray_address: str | None = None, progress: Progress = no_progress) -> MixResult:
+    """Resolve the components, mix a batch at a time (working files in the registry's staging area) and commit
+    as `name` (default spec.name) with lineage. `engine`: --engine, else the spec's, else DATAKIT_ENGINE."""
     if not isinstance(spec, MixtureSpec):
         spec = load_spec(Path(spec))
     name = check_name(name or spec.name)
-    inputs = runner.load(reg, [c.dataset for c in spec.components])
-    out = mix(inputs, spec)
-    manifest, created = runner.commit(reg, name=name, kind=out.stats["kind"], inputs=[m for m, _ in inputs],
-                                      op="mix", params=_resolved(spec, name, inputs, out.stats["total"]), out=out)
+    manifests = [reg.resolve(c.dataset) for c in spec.components]
+    for m in manifests:
+        reg.check(m)  # an op never commits on top of a parent that fails the check
+    with spill_area(reg.local_dir(".staging")) as spill:
+        eng = make_engine(engine_name(engine or spec.engine), spill, ray_address=ray_address)
+        out = plan_mix([registry_source(reg, m) for m in manifests], spec, eng, spill, progress)
+        manifest, created = runner.commit(reg, name=name, kind=out.stats["kind"], inputs=manifests, op="mix",
+                                          params=_resolved(spec, name, manifests, out.stats["total"]), out=out,
+                                          engine=eng)
     return MixResult(manifest=manifest, created=created, unit=spec.unit, total=out.stats["total"],
                      rows_out=out.stats["rows_out"], components=out.stats["components"])
 
 
-def _resolved(spec: MixtureSpec, name: str, inputs: list[tuple[Manifest, pl.DataFrame]], total: int) -> dict:
-    """The spec as run: refs pinned to versions and the total filled in, so it reproduces this version."""
-    pinned = {c.dataset: m.ref for c, (m, _) in zip(spec.components, inputs)}
-    params = spec.model_dump(mode="json", exclude_none=True) | {"name": name, "total": total}
+def _resolved(spec: MixtureSpec, name: str, manifests: list[Manifest], total: int) -> dict:
+    """The spec as run: refs pinned to versions and the total filled in, so it reproduces this version. (The
+    engine is left out: it changes where the work runs, not the version.)"""
+    pinned = {c.dataset: m.ref for c, m in zip(spec.components, manifests)}
+    params = spec.model_dump(mode="json", exclude_none=True, exclude={"engine"}) | {"name": name, "total": total}
     for c in params["components"]:
         c["dataset"] = pinned[c["dataset"]]
     for p in params["policies"]:

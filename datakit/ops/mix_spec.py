@@ -60,6 +60,9 @@ class MixtureSpec(_Spec):
         "which no component repeats a row, min over components of unique_rows / share (tokens likewise)"))
     max_repeats: int = Field(1, ge=1, description="most times any unique row may appear (copies teach repetition)")
     tokenizer: str | None = Field(None, description="local tokenizer folder for unit tokens; omit to estimate")
+    engine: Literal["local", "ray"] | None = Field(None, description=(
+        "where the mix runs: local (this process) or ray (a Ray cluster: DATAKIT_RAY_ADDRESS, else a local one); "
+        "--engine overrides it, DATAKIT_ENGINE is the default; the version is the same either way"))
     components: list[MixComponent] = Field(min_length=1)
     policies: list[MixPolicy] = Field(default_factory=list)
 

@@ -103,9 +103,36 @@ class RayEngine:
             return iter(())
         return self._frames(ds.map_batches(_on_arrow(fn), batch_format="pyarrow", batch_size=None))
 
-    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int) -> Iterator[pl.DataFrame]:
+    def group_map(self, fn: Fn, frames: Iterable[pl.DataFrame], parts: int,
+                  ordered: bool = False) -> Iterator[pl.DataFrame]:
         ds = self._dataset(frames)
         if ds is None:
             return iter(())
-        grouped = ds.groupby("_p", num_partitions=max(1, min(parts, 64)))
-        return self._frames(grouped.map_groups(_on_arrow(fn), batch_format="pyarrow"))
+        grouped = ds.groupby("_p", num_partitions=max(1, min(parts, 64)))  # a hash shuffle: groups come unordered
+        if not ordered:
+            return self._frames(grouped.map_groups(_on_arrow(fn), batch_format="pyarrow"))
+        # a second (range) shuffle puts the outputs in partition order; the driver stitches blocks into groups
+        tagged = grouped.map_groups(_on_arrow(_tag_rows(fn)), batch_format="pyarrow").sort(["_gp", "_gr"])
+        return _stitched(self._frames(tagged))
+
+
+def _tag_rows(fn: Fn) -> Fn:
+    """fn's output with its partition (`_gp`) and row (`_gr`), so a sort restores the order a group_map lost."""
+
+    def tag_rows(df: pl.DataFrame) -> pl.DataFrame:
+        return fn(df).with_columns(_gp=pl.lit(int(df["_p"][0]), pl.Int64), _gr=pl.int_range(pl.len(), dtype=pl.Int64))
+
+    return tag_rows
+
+
+def _stitched(blocks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Sorted blocks (a partition may span several) regrouped: one frame per partition, in order."""
+    pending: list[pl.DataFrame] = []
+    for block in blocks:
+        for part in block.partition_by("_gp", maintain_order=True):
+            if pending and pending[0]["_gp"][0] != part["_gp"][0]:
+                yield pl.concat(pending).drop("_gp", "_gr")
+                pending = []
+            pending.append(part)
+    if pending:
+        yield pl.concat(pending).drop("_gp", "_gr")

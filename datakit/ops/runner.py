@@ -28,7 +28,9 @@ class OpOutput:
 
     frame: pl.DataFrame | None
     stats: dict[str, Any]
-    extras: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # side files by name: frames, or (batched output) a function called once the batches are written, giving
+    # a lazy frame over what they spilled
+    extras: dict[str, pl.DataFrame | Callable[[], pl.LazyFrame]] = field(default_factory=dict)
     # True when every row is an input row with its content untouched (select, reorder, label):
     # the commit keeps their ids instead of rehashing a million rows; `verify` still rechecks them.
     rows_unchanged: bool = False
@@ -62,8 +64,9 @@ def commit(
         raise DatakitError(f"{op} would leave {name} empty (all {out.stats['rows_in']} rows removed); check the params")
     parents = [reg.parent_of(m) for m in inputs]
     if out.frame is not None:
+        extras = {k: v if isinstance(v, pl.DataFrame) else v().collect() for k, v in out.extras.items()}
         return reg.commit_frame(name, kind, out.frame, op=op, params=params, parents=parents, stats=out.stats,
-                                extras=out.extras, trust_ids=out.rows_unchanged)
+                                extras=extras, trust_ids=out.rows_unchanged)
     assert out.batches is not None, f"{op}: an output needs a frame or batches"
     with reg.stage(name, kind) as st:
         if engine is None:
@@ -75,7 +78,7 @@ def commit(
                 for r in meta.iter_rows(named=True):
                     st.add_written_part(r["rel"], FileEntry(sha256=r["sha256"], bytes=r["bytes"], rows=r["rows"]), r["text"])
         for fname, extra in out.extras.items():
-            st.write_extra(fname, extra)
+            st.write_extra(fname, extra if isinstance(extra, pl.DataFrame) else extra())
         return st.commit(op=op, params=params, parents=parents, stats=out.stats)
 
 

@@ -139,12 +139,13 @@ class Storage:
         return str(self.local / path) if self.local else f"{self._raw}/{path}"
 
     # ---- writing ---------------------------------------------------------------------------
-    def put(self, path: str, data: bytes, *, create: bool = False) -> bool:
-        """Write an object. With `create`, only if there is none yet: returns False when one already exists."""
+    def put(self, path: str, data: bytes | Path, *, create: bool = False) -> bool:
+        """Write an object (bytes, or a local file's content). With `create`, only if there is none yet: returns
+        False when one already exists."""
         self.check_create_only()
         return self._put(path, data, create)
 
-    def _put(self, path: str, data: bytes, create: bool) -> bool:
+    def _put(self, path: str, data: bytes | Path, create: bool) -> bool:
         try:
             obstore.put(self._obj(create=True), path, data, mode="create" if create else "overwrite")
             return True

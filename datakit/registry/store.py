@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,9 +121,19 @@ class Stage:
         self._parts.append(rel)
         self._hasher.update_text(text, entry.rows or 0)
 
-    def write_extra(self, filename: str, df: pl.DataFrame) -> None:
-        """A side file stored with the version (quarantine, cluster report, ...)."""
-        self._put(filename, parquet_bytes(df))
+    def write_extra(self, filename: str, df: pl.DataFrame | pl.LazyFrame) -> None:
+        """A side file stored with the version (quarantine, cluster report, ...). A lazy frame (an op's spilled
+        runs) is streamed through a local file, so a side file larger than memory is never held whole."""
+        if isinstance(df, pl.DataFrame):
+            self._put(filename, parquet_bytes(df))
+            return
+        staging = self.registry.local_dir(".staging")
+        staging.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"work-{os.getpid()}-extra-", dir=staging) as folder:
+            path = Path(folder) / "extra.parquet"
+            df.sink_parquet(path, compression="zstd")
+            self.registry.storage.put(f"{self.prefix}/{filename}", path)
+            self._files[filename] = FileEntry(sha256=sha256_file(path), bytes=path.stat().st_size)
 
     def commit(
         self, *, op: str, params: dict[str, Any] | None = None, parents: list[Parent] | None = None,
