@@ -1,4 +1,4 @@
-"""The Ray engine runs dedup's and mix's own per-batch functions as Ray Data tasks on a local cluster (one per
+"""The Ray engine runs dedup's, decontam's, normalize's and mix's own per-batch functions as Ray Data tasks on a local cluster (one per
 session) and commits the very version the local engine commits, on a local registry and on one in a bucket."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import pytest
 
 from datakit.ops.dedup import run_dedup
 from datakit.ops.mix import SOURCES_FILE, run_mix
-from tests.test_streamed_ops import mix_inputs, planted_inputs, tiny_batches
+from datakit.ops.decontam import run_decontam
+from datakit.ops.normalize import run_normalize
+from tests.test_streamed_ops import leaky_c4, mix_inputs, planted_inputs, tiny_batches, unnormalized
 
 pytestmark = pytest.mark.ray
 
@@ -78,3 +80,19 @@ def test_mix_on_ray_commits_the_local_engines_version_and_engine_in_the_yaml_sel
     assert len(ray.manifest.data_files) == 4 and any_reg.load(ray.manifest).height == 1200  # parts by the workers
     assert "engine" not in ray.manifest.params  # where it ran is not part of what it is
     any_reg.check(ray.manifest)
+
+
+def test_decontam_and_normalize_on_ray_commit_the_local_engines_versions(reg, tmp_path, external, monkeypatch,
+                                                                          ray_cluster):
+    leaky_c4(reg, tmp_path, external, "ngram")
+    unnormalized(reg, tmp_path)
+    monkeypatch.setenv("DATAKIT_BATCH_ROWS", "70")  # several batches: offsets and order across tasks
+    [local] = run_decontam(reg, "c4", ["probes", "sents"], ["c4-l"])
+    [ray] = run_decontam(reg, "c4", ["probes", "sents"], ["c4-r"], engine="ray")
+    assert ray["content_hash"] == local["content_hash"] and ray["stats"] == local["stats"]
+    assert ray["stats"]["removed"] == 4
+    assert reg.extra(reg.resolve("c4-r"), "leaks.parquet").equals(reg.extra(reg.resolve("c4-l"), "leaks.parquet"))
+    [local] = run_normalize(reg, "n", ["n-l"])
+    [ray] = run_normalize(reg, "n", ["n-r"], engine="ray")
+    assert ray["content_hash"] == local["content_hash"] and ray["stats"] == local["stats"]
+    assert ray["stats"]["rows_changed"] == 200 and len(reg.resolve("n-r").data_files) == 3

@@ -79,9 +79,8 @@ def test_streamed_dedup_of_an_empty_and_a_one_row_input(reg, tmp_path):
     assert (res["stats"]["rows_in"], res["stats"]["rows_out"], res["stats"]["lsh"]["candidate_pairs"]) == (1, 1, 0)
 
 
-@pytest.mark.parametrize("method", ["ngram", "near"])
-def test_streamed_decontam_equals_the_in_memory_path(reg, tmp_path, external, monkeypatch, method):
-    from datakit.ops.decontam import decontam, run_decontam
+def leaky_c4(reg, tmp_path, external, method: str) -> None:
+    """c4 with four rows that contain (ngram) or are (near) wiki sentences; the eval sets `probes` and `sents`."""
     from tests.test_decontam import wiki_probes
 
     probes, sents = wiki_probes(tmp_path, external)
@@ -91,6 +90,13 @@ def test_streamed_decontam_equals_the_in_memory_path(reg, tmp_path, external, mo
         c4[row]["text"] = sents[sent] if method == "near" else c4[row]["text"][:200] + " " + sents[sent]
     ingest(reg, [write_jsonl(tmp_path / "c4.jsonl", c4)], name="c4", kind="cpt")
     ingest(reg, [write_jsonl(tmp_path / "s.jsonl", [{"text": s} for s in sents])], name="sents", kind="cpt")
+
+
+@pytest.mark.parametrize("method", ["ngram", "near"])
+def test_streamed_decontam_equals_the_in_memory_path(reg, tmp_path, external, monkeypatch, method):
+    from datakit.ops.decontam import decontam, run_decontam
+
+    leaky_c4(reg, tmp_path, external, method)
     mem = decontam(runner.load(reg, ["c4"])[0], runner.load(reg, ["probes", "sents"]), method=method)
     assert mem.stats["removed"] == 4
     tiny_batches(monkeypatch)
@@ -101,13 +107,18 @@ def test_streamed_decontam_equals_the_in_memory_path(reg, tmp_path, external, mo
     assert streamed.content_hash == content_hash("cpt", [mem.frame])[0] and len(streamed.data_files) > 1
 
 
-def test_streamed_normalize_counts_changes_across_batches(reg, tmp_path, monkeypatch):
+def unnormalized(reg, tmp_path) -> None:
+    """`n`: 200 cpt rows, every tenth in NFD Korean, the rest with doubled spaces."""
     import unicodedata
-
-    from datakit.ops.normalize import normalize, run_normalize
 
     rows = [{"text": unicodedata.normalize("NFD", f"회사 {i} 서울") if i % 10 == 0 else f"row {i}  plain"} for i in range(200)]
     ingest(reg, [write_jsonl(tmp_path / "n.jsonl", rows)], name="n", kind="cpt")
+
+
+def test_streamed_normalize_counts_changes_across_batches(reg, tmp_path, monkeypatch):
+    from datakit.ops.normalize import normalize, run_normalize
+
+    unnormalized(reg, tmp_path)
     [(m, df)] = runner.load(reg, ["n"])
     mem = normalize((m, df))
     in_memory, _ = runner.commit(reg, name="n-mem", kind="cpt", inputs=[m], op="normalize", params={}, out=mem)

@@ -27,12 +27,13 @@ def _print(results: list[dict[str, Any]], as_json: bool) -> None:
 
 
 @app.command()
-def normalize(ref: str, name: NameOpt, as_json: JsonOpt = False) -> None:
-    """Unicode NFC, whitespace and invisible-character cleanup of every text field."""
+def normalize(ref: str, name: NameOpt, engine: EngineOpt = None, ray_address: RayAddressOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """Unicode NFC, whitespace and invisible-character cleanup of every text field (streamed, bounded memory)."""
     from datakit.ops.normalize import run_normalize
 
     with working("normalizing"):
-        _print(run_normalize(reg(), ref, name), as_json)
+        _print(run_normalize(reg(), ref, name, engine=engine, ray_address=ray_address), as_json)
 
 
 @app.command()
@@ -80,14 +81,17 @@ def decontam(
     min_tokens: Annotated[int, typer.Option(help="Shorter eval items only match a row that equals them.")] = 8,
     threshold: Annotated[float, typer.Option(help="Similarity for --method near.")] = 0.8,
     field: FieldOpt = "auto",
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drop training rows that contain eval items; the report says which items leaked through which rows."""
+    """Drop training rows that contain eval items; the report says which items leaked through which rows.
+    The training rows are streamed (bounded memory); --engine ray checks their batches on a Ray cluster."""
     from datakit.ops.decontam import run_decontam
 
     with working("checking for contamination"):
         results = run_decontam(reg(), ref, against, name, field=field, method=method, ngram=ngram,  # type: ignore[arg-type]
-                               min_tokens=min_tokens, threshold=threshold)
+                               min_tokens=min_tokens, threshold=threshold, engine=engine, ray_address=ray_address)
     _print(results, as_json)
     if not as_json:
         for eref, v in results[0]["stats"]["against"].items():

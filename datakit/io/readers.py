@@ -7,11 +7,8 @@ Line-oriented files report 1-based line numbers; JSON arrays and Parquet report 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,55 +19,12 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from datakit.errors import DatakitError
+from datakit.io.delimited import csv_batches, text_batches
+from datakit.io.json_array import ArrayError, array_elements
+from datakit.io.read_rows import BOM, BOM_INSIDE, PARQUET_BATCH, ArrowBatch, FileStats, Item, RowBatch, decode_error
 
 BLOCK_BYTES = 16 << 20
-PARQUET_BATCH = 65536
-
-
-@dataclass
-class Item:
-    """One row as read: the parsed object (None if it did not parse), its raw text and position."""
-
-    obj: Any
-    raw: str
-    line: int | None = None
-    row: int | None = None
-    error: str | None = None
-
-
-@dataclass
-class RowBatch:
-    items: list[Item]
-
-
-@dataclass
-class ArrowBatch:
-    table: pa.Table
-    raws: list[bytes] | None  # raw lines (JSONL) for quarantine; None means dump the row
-    lines: list[int] | None
-    rows: list[int] | None
-
-
-@dataclass
-class FileStats:
-    sha256: str = ""
-    bytes: int = 0
-    blank_lines: int = 0
-    hasher: Any = field(default_factory=hashlib.sha256, repr=False)
-
-
-def _decode_error(raw: bytes, unit: str = "line") -> str | None:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return f"invalid UTF-8 at byte {e.start} of the {unit}"
-    return None
-
-
-BOM = b"\xef\xbb\xbf"
-BOM_INSIDE = ("a byte order mark (BOM) starts this line, not the file; remove it (files joined with `cat` carry one "
-              "per original file)")
-CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (128 KiB) refuses ordinary long documents
+STREAM_ARRAY_BYTES = 64 << 20  # JSON arrays larger than this (decompressed, estimated) are split as they are read
 MAX_JSON_DEPTH = 100  # deeper rows are rejected before any parser sees them (pyarrow's crashes near 20,000)
 _BRACKETS = np.zeros(256, dtype=np.int8)
 _BRACKETS[[ord("{"), ord("[")]] = 1
@@ -91,7 +45,7 @@ def nesting_depth(data: bytes) -> int:
 
 def parse_line(raw: bytes, line: int) -> Item:
     text = raw.decode("utf-8", errors="replace")
-    bad = _decode_error(raw)
+    bad = decode_error(raw)
     if bad:
         return Item(None, text, line=line, error=bad)
     if raw.startswith(BOM):
@@ -167,7 +121,7 @@ def _jsonl_batch(raws: list[bytes], lines: list[int], columnar: bool, st: FileSt
     # pyarrow's reader keeps invalid UTF-8, turns `null` lines into rows (and crashes when one comes first) and
     # crashes on deep nesting: such blocks go line by line, where the bad lines are rejected with their reason
     if (columnar and all(r[:1] == b"{" for r in raws)  # pyarrow crashes on a first line `null`
-            and BOM not in block and _decode_error(block) is None and nesting_depth(block) <= MAX_JSON_DEPTH):
+            and BOM not in block and decode_error(block) is None and nesting_depth(block) <= MAX_JSON_DEPTH):
         try:
             table = pa_json.read_json(pa.BufferReader(block))
             if table.num_rows == len(raws):
@@ -180,29 +134,62 @@ def _jsonl_batch(raws: list[bytes], lines: list[int], columnar: bool, st: FileSt
 
 
 def json_batches(path: Path, st: FileStats) -> Iterator[RowBatch | ArrowBatch]:
-    """A JSON array (one row per element) or, if the file is really JSONL, its lines."""
+    """A JSON array (one row per element) or, if the file is really JSONL, its lines. Arrays over
+    STREAM_ARRAY_BYTES are split into elements a block at a time (`json_array`), smaller ones parsed whole."""
     f, plain = _open_lines(path, st)
     with f:
-        data = f.read()
-    data = bytes(data) if not isinstance(data, bytes) else data
-    if plain:
-        st.hasher.update(data)
-        st.bytes = len(data)
+        head = _read_hashed(f, plain, st, path)
+        if not head.removeprefix(BOM).lstrip().startswith(b"["):
+            st.hasher, st.bytes = hashlib.sha256(), 0  # the line reader reads (and hashes) the file again
+            yield from jsonl_batches(path, st, columnar=True)
+            return
+        if path.stat().st_size * (1 if plain else 8) > STREAM_ARRAY_BYTES:
+            yield from _array_stream(path, head.removeprefix(BOM), lambda: _read_hashed(f, plain, st, path))
+            return
+        data = head + b"".join(iter(lambda: _read_hashed(f, plain, st, path), b""))
     data = data.removeprefix(BOM)  # an encoding mark, not content (hashed above as the file has it)
-    if not data.lstrip().startswith(b"["):
-        st.hasher, st.bytes = hashlib.sha256(), 0  # the line reader reads (and hashes) the file again
-        yield from jsonl_batches(path, st, columnar=True)
-        return
     try:
         rows = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise DatakitError(
-            f"{path}: not valid JSON ({e}). A JSON array cannot be salvaged row by row: fix the file, "
-            "or convert it to JSONL (one object per line) so bad lines go to quarantine"
-        ) from None
+        raise DatakitError(f"{path}: not valid JSON ({e}). {_NO_SALVAGE}") from None
     for start in range(0, len(rows), PARQUET_BATCH):
         chunk = rows[start : start + PARQUET_BATCH]
         yield RowBatch([Item(r, orjson.dumps(r).decode(), row=start + i + 1) for i, r in enumerate(chunk)])
+
+
+_NO_SALVAGE = ("A JSON array cannot be salvaged row by row: fix the file, or convert it to JSONL (one object per "
+               "line) so bad lines go to quarantine")
+
+
+def _read_hashed(f: Any, plain: bool, st: FileStats, path: Path) -> bytes:
+    """The next block of a file (b"" at its end); a plain file's bytes are hashed as they are read."""
+    try:
+        block = bytes(f.read(BLOCK_BYTES))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DatakitError(f"{path}: the compressed stream is broken ({e}); re-download or re-compress the file") from None
+    if plain:
+        st.hasher.update(block)
+        st.bytes += len(block)
+    return block
+
+
+def _array_stream(path: Path, head: bytes, read: Callable[[], bytes]) -> Iterator[RowBatch]:
+    blocks = iter([head])
+    items: list[Item] = []
+    try:
+        for n, raw in enumerate(array_elements(lambda: next(blocks, None) or read()), start=1):
+            try:
+                r = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise ArrayError(f"element {n}: {e}") from None
+            items.append(Item(r, orjson.dumps(r).decode(), row=n))
+            if len(items) >= PARQUET_BATCH:
+                yield RowBatch(items)
+                items = []
+    except ArrayError as e:
+        raise DatakitError(f"{path}: not valid JSON ({e}). {_NO_SALVAGE}") from None
+    if items:
+        yield RowBatch(items)
 
 
 def parquet_batches(path: Path, st: FileStats) -> Iterator[ArrowBatch]:
@@ -220,75 +207,6 @@ def parquet_batches(path: Path, st: FileStats) -> Iterator[ArrowBatch]:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DatakitError(f"{path}: not a readable Parquet file after row {start} ({first}); re-export or "
                            "re-download it (the rows before it were not committed either: nothing is partial)") from None
-
-
-_JSONISH = ("messages", "conversations", "chosen", "rejected", "prompt", "completion", "history", "tools", "meta")
-
-
-def csv_batches(path: Path, st: FileStats) -> Iterator[RowBatch]:
-    data = path.read_bytes()
-    st.hasher.update(data)
-    st.bytes = len(data)
-    text = data.removeprefix(BOM).decode("utf-8", errors="surrogateescape")  # Excel writes a BOM first
-    csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        yield from _csv_items(reader)
-    except csv.Error as e:  # a malformation the csv module cannot step over: it stops reading there
-        raise DatakitError(f"{path}:{reader.line_num}: not valid CSV ({e}); fix the file there (or export it as "
-                           "JSONL, where a bad line is quarantined and the rest kept)") from None
-
-
-def _csv_items(reader: csv.DictReader) -> Iterator[RowBatch]:
-    items: list[Item] = []
-    start = 2
-    for rec in reader:
-        raw = ",".join(v or "" for v in rec.values() if isinstance(v, str))
-        item = Item(dict(rec), raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), line=start)
-        if any("\udc80" <= ch <= "\udcff" for ch in raw):
-            item.obj, item.error = None, "invalid UTF-8"
-        elif None in rec:
-            item.obj, item.error = None, f"more fields than the {len(reader.fieldnames or [])} header columns"
-        else:
-            for k in _JSONISH:  # a cell holding JSON (a message list) is parsed; a plain string stays
-                v = item.obj.get(k)
-                if isinstance(v, str) and v.lstrip()[:1] in ("[", "{"):
-                    try:
-                        item.obj[k] = orjson.loads(v)
-                    except orjson.JSONDecodeError:
-                        pass
-        items.append(item)
-        start = reader.line_num + 1
-        if len(items) >= PARQUET_BATCH:
-            yield RowBatch(items)
-            items = []
-    if items:
-        yield RowBatch(items)
-
-
-def text_batches(path: Path, st: FileStats, *, per_line: bool) -> Iterator[RowBatch]:
-    data = path.read_bytes()
-    st.hasher.update(data)
-    st.bytes = len(data)
-    data = data.removeprefix(BOM)  # an encoding mark, not text
-    if not per_line:
-        bad = _decode_error(data, "file")
-        text = data.decode("utf-8", errors="replace")
-        yield RowBatch([Item(None if bad else {"text": text}, text, row=1, error=bad)])
-        return
-    items = []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            st.blank_lines += 1
-            continue
-        raw = raw.rstrip(b"\r")
-        bad = _decode_error(raw) or (BOM_INSIDE if raw.startswith(BOM) else None)
-        text = raw.decode("utf-8", errors="replace")
-        items.append(Item(None if bad else {"text": text}, text, line=n, error=bad))
-    yield RowBatch(items)
 
 
 HF_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "dev": "valid", "test": "test"}

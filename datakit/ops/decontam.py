@@ -10,6 +10,7 @@ The eval sets are held in memory; the training rows are read a batch at a time, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from typing import Any, Literal
 
@@ -19,12 +20,15 @@ import polars as pl
 from datakit.errors import DatakitError
 from datakit.ops import minhash, runner
 from datakit.ops.batches import Source, batches_without, frame_source, registry_source
+from datakit.ops.engine import Engine, LocalEngine, engine_name, make_engine
 from datakit.ops.fields import texts
 from datakit.ops.runner import OpOutput
+from datakit.ops.spill import Spill, spill_area
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
 from datakit.text import tokens_expr
 
+HIT_SCHEMA = {"train": pl.Int64, "eval": pl.Int64, "overlap": pl.Float64, "train_id": pl.String}
 LEAK_SCHEMA = {
     "train_index": pl.Int64, "train_id": pl.String, "eval_dataset": pl.String, "eval_index": pl.Int64,
     "eval_id": pl.String, "overlap": pl.Float64, "method": pl.String, "eval_text": pl.String,
@@ -36,9 +40,9 @@ def default_field(kind: str) -> str:
     return {"cpt": "text", "probes": "full"}.get(kind, "conversation")
 
 
-def _docs(m: Manifest, df: pl.DataFrame, field: str) -> pl.DataFrame:
-    f = default_field(m.kind) if field == "auto" else field
-    return df.select(pl.col("id"), pl.lit(texts(m.kind, df, f)).str.to_lowercase().alias("text")).with_columns(
+def _docs(kind: str, df: pl.DataFrame, field: str) -> pl.DataFrame:
+    f = default_field(kind) if field == "auto" else field
+    return df.select(pl.col("id"), pl.lit(texts(kind, df, f)).str.to_lowercase().alias("text")).with_columns(
         tokens=tokens_expr(pl.col("text")))
 
 
@@ -99,29 +103,43 @@ def _leaks_of_batch(tr: pl.DataFrame, ev: pl.DataFrame, *, method: str, ngram: i
     return hits.join(ids, on="train")
 
 
+def leaks_in_batch(batch: pl.DataFrame, *, kind: str, field: str, evals: list[pl.DataFrame], method: str, ngram: int,
+                   min_tokens: int, threshold: float, num_perm: int) -> pl.DataFrame:
+    """The leaks of one batch of training rows (its first row's index in `_row0`) against every eval set (in
+    `_set`): the per-batch step an engine runs, on this machine or on a Ray worker."""
+    offset = int(batch["_row0"][0]) if batch.height else 0
+    tr = _docs(kind, batch.drop("_row0"), field)
+    found = [_leaks_of_batch(tr, ev, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold,
+                             num_perm=num_perm).with_columns(pl.col("train") + offset, _set=pl.lit(i, pl.Int32))
+             for i, ev in enumerate(evals)]
+    return pl.concat(found) if found else pl.DataFrame(schema={**HIT_SCHEMA, "_set": pl.Int32})
+
+
+def _with_offsets(source: Source) -> Iterator[pl.DataFrame]:
+    offset = 0
+    for batch in source.batches():
+        yield batch.with_columns(_row0=pl.lit(offset, pl.Int64))
+        offset += batch.height
+
+
 def find_leaks(
     train: Source, evals: list[tuple[Manifest, pl.DataFrame]], *, field: str = "auto", eval_field: str = "auto",
     method: str = "ngram", ngram: int = 13, min_tokens: int = 8, threshold: float = 0.8, num_perm: int = 128,
+    engine: Engine | None = None,
 ) -> tuple[dict[str, Any], pl.DataFrame, np.ndarray]:
     """(stats, leak report, indices of the training rows to drop), the training rows read a batch at a time
     against eval sets held in memory (a leak is a property of one training row and one eval item, so batching
-    the training side changes nothing)."""
+    the training side changes nothing). `engine` runs the batches (default: threads here)."""
     if method not in ("ngram", "near"):
         raise DatakitError(f"--method {method}: use ngram or near")
-    evs = [(em, _docs(em, edf, eval_field)) for em, edf in evals]
-    hits: dict[str, list[pl.DataFrame]] = {em.ref: [] for em, _ in evs}
-    offset = 0
-    for batch in train.batches():
-        tr = _docs(train.manifest, batch, field)
-        for em, ev in evs:
-            found = _leaks_of_batch(tr, ev, method=method, ngram=ngram, min_tokens=min_tokens, threshold=threshold,
-                                    num_perm=num_perm)
-            hits[em.ref].append(found.with_columns(pl.col("train") + offset))
-        offset += batch.height
+    evs = [(em, _docs(em.kind, edf, eval_field)) for em, edf in evals]
+    step = partial(leaks_in_batch, kind=train.manifest.kind, field=field, evals=[ev for _, ev in evs], method=method,
+                   ngram=ngram, min_tokens=min_tokens, threshold=threshold, num_perm=num_perm)
+    found = list((engine or LocalEngine(Spill(None))).map_batches(step, _with_offsets(train)))
+    hits = pl.concat(found) if found else pl.DataFrame(schema={**HIT_SCHEMA, "_set": pl.Int32})
     leaks, per_eval = [], {}
-    for em, ev in evs:
-        mine = pl.concat(hits[em.ref]) if hits[em.ref] else pl.DataFrame(
-            schema={"train": pl.Int64, "eval": pl.Int64, "overlap": pl.Float64, "train_id": pl.String})
+    for i, (em, ev) in enumerate(evs):
+        mine = hits.filter(pl.col("_set") == i).drop("_set")
         per_eval[em.ref] = {"items": ev.height, "items_leaked": mine["eval"].n_unique(),
                             "short_items_exact_only": int((ev["tokens"].list.len() < min_tokens).sum())}
         items = ev.select(pl.col("id").alias("eval_id"), pl.col("text").str.slice(0, 200).alias("eval_text"))
@@ -157,18 +175,21 @@ def decontam(
 
 def run_decontam(reg: Registry, ref: str, against: list[str], names: list[str], *, field: str = "auto",
                  method: Literal["ngram", "near"] = "ngram", ngram: int = 13, min_tokens: int = 8,
-                 threshold: float = 0.8) -> list[dict[str, Any]]:
+                 threshold: float = 0.8, engine: str | None = None, ray_address: str | None = None) -> list[dict[str, Any]]:
     """Decontaminate `ref` against the eval refs and commit it; the eval sets are parents too, so the
-    version's lineage says what it was checked against."""
+    version's lineage says what it was checked against. `engine` (local or ray) runs the batches."""
+    engine = engine_name(engine)
     tm = reg.resolve(ref)
     reg.check(tm)  # an op never commits on top of a parent that fails the check
     evals = runner.load(reg, against)  # eval sets are small: held in memory; the training rows are streamed
     params = {"input": tm.ref, "against": [m.ref for m, _ in evals], "method": method, "ngram": ngram,
               "min_tokens": min_tokens, "threshold": threshold, "field": field}
     source = registry_source(reg, tm)
-    stats, report, drop = find_leaks(source, evals, field=field, method=method, ngram=ngram, min_tokens=min_tokens,
-                                     threshold=threshold)
-    o = OpOutput(None, stats, {"leaks.parquet": report}, rows_unchanged=True,
-                 batches=partial(batches_without, source, drop))
-    return runner.commit_each(reg, [tm], [o], runner.output_names([ref], names), op="decontam", params=params,
-                              parents=[tm, *[m for m, _ in evals]])
+    with spill_area(reg.local_dir(".staging")) as spill:
+        eng = make_engine(engine, spill, ray_address=ray_address)
+        stats, report, drop = find_leaks(source, evals, field=field, method=method, ngram=ngram,
+                                         min_tokens=min_tokens, threshold=threshold, engine=eng)
+        o = OpOutput(None, stats, {"leaks.parquet": report}, rows_unchanged=True,
+                     batches=partial(batches_without, source, drop))
+        return runner.commit_each(reg, [tm], [o], runner.output_names([ref], names), op="decontam", params=params,
+                                  parents=[tm, *[m for m, _ in evals]], engine=eng)
