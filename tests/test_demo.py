@@ -82,3 +82,20 @@ def test_the_demo_keeps_lineage_from_report_back_to_the_documents(demo) -> None:
         seen.add(m.name)
         todo += [p.ref for p in m.parents]
     assert {"acme-sft-split", "acme-sft-dedup", "acme-sft", "acme-cpt", "acme-identity", "general-replay"} <= seen
+
+
+def test_the_ui_links_the_training_mixture_to_its_runs_and_their_eval_report(demo) -> None:
+    from fastapi.testclient import TestClient
+
+    from datakit.registry.store import Registry
+    from datakit.ui.app import create_app
+
+    _, report = demo
+    runs = report.parent
+    client = TestClient(create_app(Registry(runs.parent / "work" / "registry"), runs_dir=runs))
+    page = client.get("/v/mixed@v1?tab=lineage")
+    assert page.status_code == 200 and 'class="node run"' in page.text and 'class="node report"' in page.text
+    link = page.text.split('href="/report?')[1].split('"')[0].replace("&amp;", "&")
+    html = client.get(f"/report?{link}")
+    assert html.status_code == 200 and html.text == (report / "report.html").read_text()
+    assert 'class="node file"' in client.get("/v/acme-cpt@v1?tab=lineage").text  # the documents it was built from

@@ -20,6 +20,7 @@ from datakit.secrets import scrub
 # isort: off
 from datakit.cli import ingest_export, registry, build, ops, generate, lint, train  # noqa: F401
 from datakit.cli import eval as _eval  # noqa: F401  (bound as _eval: `eval` would shadow the builtin)
+from datakit.cli import ui  # noqa: F401
 from datakit.cli import demo  # noqa: F401
 # isort: on
 

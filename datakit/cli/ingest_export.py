@@ -40,15 +40,27 @@ def ingest(
 @app.command()
 def export(
     ref: Annotated[str, typer.Argument(help="Dataset ref: name, name@v2, name@TAG or name@HASH.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits), lm-eval (probes as local tasks).")],
-    out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl, parquet) or folder (mlx, hf).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits), lm-eval (probes as local tasks), argilla or label-studio (a review queue for that tool).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl, parquet) or folder (mlx, hf, lm-eval, argilla, label-studio).")],
     tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Model folder whose tokenizer preflights the rows.")] = None,
     max_seq_len: Annotated[int, typer.Option(help="Length the preflight counts truncation against.")] = 1024,
+    sample: Annotated[Optional[int], typer.Option("--sample", help="argilla/label-studio: a seeded sample of N rows (default all).")] = None,
+    seed: Annotated[int, typer.Option(help="argilla/label-studio: seed of the sample.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a version's rows: plain (jsonl, parquet) or as training splits for mlx-lm or TRL."""
+    """Write a version's rows: plain (jsonl, parquet), as training splits for mlx-lm or TRL, or for review in
+    Argilla or Label Studio (bring the answers back with `datakit review import FILE`)."""
     from datakit.io.export import export as run_export
+    from datakit.io.review_tools import TOOLS, export_for_review
 
+    if fmt in TOOLS:
+        info = export_for_review(reg(), ref, fmt, out_path, sample=sample, seed=seed)
+        if as_json:
+            emit_json(info)
+        else:
+            out.print(f"wrote {info['rows']} rows of {info['ref']} for {fmt} (review queue {info['queue']}) to {out_path}: "
+                      f"{', '.join(Path(f).name for f in info['files'])}")
+        return
     info = run_export(reg(), ref, fmt, out_path, tokenizer=tokenizer, max_seq_len=max_seq_len)
     if as_json:
         emit_json(info)

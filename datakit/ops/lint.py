@@ -166,6 +166,13 @@ def _row_findings(kind: str, df: pl.DataFrame, *, aliases: dict[str, list[str]],
     return out
 
 
+def rows_findings(kind: str, df: pl.DataFrame, *, deny_file: str | Path | None = None,
+                  allow: Iterable[str] = ()) -> list[Finding]:
+    """The per-row checks (structure, vendor names, script mixing) of a few rows, e.g. a reviewer's edit."""
+    aliases = load_deny_file(deny_file) if deny_file else {}
+    return _structure_findings(kind, df) + _row_findings(kind, df, aliases=aliases, allow=tuple(allow), max_tokens=None)
+
+
 def _structure_findings(kind: str, df: pl.DataFrame) -> list[Finding]:
     from datakit.io.validate import REASON, check_frame
 
