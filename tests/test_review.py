@@ -125,3 +125,51 @@ def test_off_loopback_the_ui_needs_the_token_and_keeps_it_in_a_cookie(reg, gener
     stranger = TestClient(create_app(reg, runs_dir=None, token="s3cret-token"))
     stranger.cookies.set("datakit_token", "wrong")
     assert stranger.post("/api/review/x/decide", json={}).status_code == 403
+
+
+def test_datakit_ui_serves_on_loopback_and_off_it_only_with_the_printed_token(reg, generated, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def serve(*args: str) -> tuple[subprocess.Popen, str]:
+        env = {**os.environ, "DATAKIT_REGISTRY": str(reg.root)}
+        proc = subprocess.Popen([sys.executable, "-m", "datakit.cli", "ui", *args], env=env, cwd=tmp_path,
+                                stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()  # "datakit ui at URL (Ctrl+C to stop)"
+        url = line.split(" at ")[1].split()[0]
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url.split("?")[0].rsplit("/", 1)[0] + "/favicon.ico", timeout=1)
+            except urllib.error.HTTPError:
+                break  # answering
+            except OSError:
+                time.sleep(0.1)
+        return proc, url
+
+    proc, url = serve("--port", str(free_port()))
+    try:
+        assert url.startswith("http://127.0.0.1:") and "token" not in url
+        assert "generated" in urllib.request.urlopen(url, timeout=5).read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    proc, url = serve("--port", str(free_port()), "--host", "0.0.0.0")
+    try:
+        assert "?token=" in url
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url.split("?")[0], timeout=5)
+        assert denied.value.code == 403
+        assert urllib.request.urlopen(url, timeout=5).status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
