@@ -181,3 +181,16 @@ def test_sampling_more_than_once_at_temperature_zero_is_refused_with_the_fix(cli
     (tmp_path / "probes.jsonl").write_text(json.dumps({"id": "a", "type": "knowledge", "prompt": "q", "expect": "a"}))
     p = cli("eval", str(tmp_path / "suite.yaml"), "--model", str(tmp_path), "--samples", "4", "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "--temperature" in p.stderr
+
+
+def test_a_missing_model_or_adapter_folder_is_one_clear_line_not_a_hub_traceback(cli, tmp_path):
+    (tmp_path / "suite.yaml").write_text("name: s\nprobes: probes.jsonl\n")
+    (tmp_path / "probes.jsonl").write_text(json.dumps({"id": "a", "type": "knowledge", "prompt": "q", "expect": "a"}))
+    for backend in ("hf", "mlx"):
+        p = cli("eval", str(tmp_path / "suite.yaml"), "--model", str(tmp_path / "no-such-model"), "--backend", backend,
+                "--out", str(tmp_path / "o"))
+        assert p.returncode == 2 and "no-such-model: no such folder" in p.stderr and "Traceback" not in p.stderr
+        assert "never downloads" in p.stderr and len(p.stderr.strip().splitlines()) <= 3
+    p = cli("eval", str(tmp_path / "suite.yaml"), "--model", str(tmp_path), "--adapter", str(tmp_path / "gone"),
+            "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "--adapter" in p.stderr and "gone: no such folder" in p.stderr

@@ -158,3 +158,15 @@ def test_an_assistant_that_names_itself_a_vendor_model_is_an_error_without_an_as
     ingest(reg, [write_jsonl(tmp_path / "s.jsonl", rows)], name="s", kind="sft")
     found = {(f.row, f.level) for f in lint(reg, "s").findings if f.check == "deny_name"}
     assert found == {(0, "error"), (1, "error"), (2, "warning")}
+
+
+def test_unfilled_template_variables_are_errors_in_identity_rows_and_warnings_in_code_answers(reg, tmp_path, external):
+    ingest(reg, [external / "identity.json"], name="raw-identity", kind="sft")
+    report = lint(reg, "raw-identity")
+    found = [f for f in report.findings if f.check == "placeholder"]
+    assert {f.matched for f in found} == {"{{name}}", "{{author}}"} and all(f.level == "error" for f in found)
+    assert len({f.row for f in found}) == 85  # the rows of LLaMA-Factory's file that still have placeholders
+    rows = [chat("Show a Jinja greeting.", "Use `Hello {{ user.name }}!` in the template."), chat("Hi", "Hello!")]
+    ingest(reg, [write_jsonl(tmp_path / "code.jsonl", rows)], name="code", kind="sft")
+    code = [f for f in lint(reg, "code").findings if f.check == "placeholder"]
+    assert [(f.level, f.matched, f.row) for f in code] == [("warning", "{{ user.name }}", 0)]

@@ -205,3 +205,20 @@ def test_cpt_rows_count_text_plus_eos_and_preference_rows_count_the_longer_pair(
     assert errors(findings) == []
     rendered = tokenizer.apply_chat_template(prompt + row["rejected"], tokenize=False)
     assert stats["tokens"]["max"] == len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+def test_the_base_model_fingerprint_changes_with_the_weights_not_with_json_formatting(tiny_model, model):
+    import json
+
+    from datakit.train.model_check import model_fingerprint
+
+    tiny, copy = tiny_model, model
+    cfg = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(cfg, indent=7, sort_keys=True))  # formatting only
+    assert model_fingerprint(copy) == model_fingerprint(tiny)
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one byte of one weight
+    weights.write_bytes(bytes(data))
+    changed = {k for k, v in model_fingerprint(copy).items() if model_fingerprint(tiny)[k] != v}
+    assert changed == {weights.name}

@@ -64,8 +64,13 @@ def test_mlx_cpt_then_sft_run_folder_holds_lineage_and_chained_adapters(cli, reg
 def test_hf_sft_run_writes_a_peft_adapter_and_metrics(cli, reg, tmp_path, tiny, external):
     sft = split_version(reg, external / "identity.json", "idn", "sft")
     stages = [{"stage": "sft", "data": sft, "lora": {"rank": 4, "alpha": 8}, "train": TRAIN}]
-    p = cli("train", str(recipe(tmp_path, tiny, "hf", stages)), "--json", check_json=True)
+    # a relative --registry: the run's lineage still says where the data lives, absolutely
+    p = cli("--registry", "registry", "train", str(recipe(tmp_path, tiny, "hf", stages)), "--json", check_json=True)
     assert p.returncode == 0, p.stderr[-3000:]
+    lineage = json.loads((Path(p.json["plan"]["run_dir"]) / "lineage.json").read_text())
+    assert lineage["registry"] == str((tmp_path / "registry").resolve())
+    weights = {k: v for k, v in lineage["base_model"]["fingerprint"].items() if k.endswith(".safetensors")}
+    assert weights and all(v.startswith("xxh3_128:") for v in weights.values())  # the weights, not only configs
     stage_dir = Path(p.json["plan"]["run_dir"]) / "1-sft"
     assert (stage_dir / "adapter" / "adapter_config.json").exists()
     rows = [json.loads(x) for x in (stage_dir / "metrics.jsonl").read_text().splitlines()]

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from datakit.demo import general
 from datakit.demo.base_model import BaseSpec, pretrain
 from datakit.errors import CheckFailed, DatakitError
+from datakit.progress import progress_bar
 from datakit.registry.rows import frame_to_records
 from datakit.registry.store import Registry
 
@@ -90,12 +90,9 @@ class Demo:
             done()
             return self.cfg.base_model
         web = web_texts(Registry(self.registry))
-        with Progress(TextColumn("pre-training {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=self.console,
-                      transient=True) as bar:
-            task = bar.add_task("tiny llama", total=self.cfg.base.steps, loss=float("nan"))
-            path = pretrain(self.cfg.base_cache, web, self.cfg.base,
-                            progress=lambda s, n, loss: bar.update(task, completed=s, loss=loss))
+        with progress_bar("pre-training the tiny llama", self.cfg.base.steps, console=self.console,
+                          fields={"loss": None}) as update:
+            path = pretrain(self.cfg.base_cache, web, self.cfg.base, progress=lambda s, n, loss: update(s, loss=loss))
         info = json.loads((path / "pretrain.json").read_text())
         self.console.print(f"base model: {path} ({self.cfg.base.layers} layers x {self.cfg.base.hidden}, "
                            f"{info['documents']} documents, final loss {info['final_loss']:.3f}, {info['seconds']} s; "

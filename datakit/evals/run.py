@@ -138,7 +138,8 @@ def evaluate_with_base(reg: Any, suite_path: Path, *, model: str | Path, adapter
 
 
 def _fingerprint(path: Path, adapter: str | Path | None) -> dict[str, str]:
-    """The base model's config hashes, plus the adapter's weight files' sha256 (two adapters never look alike)."""
+    """The base model's fingerprint (configs and weights), plus the adapter's weight files' sha256 (two adapters
+    never look alike)."""
     from datakit.registry.store import sha256_file
     from datakit.train.model_check import model_fingerprint
 

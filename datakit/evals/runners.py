@@ -10,7 +10,6 @@ text its template puts after an assistant turn; FIELD_NOTES 3.4), which is strip
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -39,16 +38,21 @@ class Runner(Protocol):
 
 @contextmanager
 def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr for more than PROGRESS_MIN items; yields `advance(n)`."""
+    """Progress on stderr for more than PROGRESS_MIN items (a bar, or plain lines when not a terminal); yields
+    `advance(n)`."""
     if total <= PROGRESS_MIN:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import Progress
+    from datakit.progress import progress_bar
 
-    with Progress(console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+    with progress_bar(label, total, unit="items") as update:
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            update(done[0])
+
+        yield advance
 
 
 def _cut(text: str, marker: str | None) -> str:
@@ -295,6 +299,12 @@ class OpenAIRunner:
 
 def make_runner(backend: str, model: str | Path, adapter: str | Path | None = None) -> Runner:
     """hf | mlx: a local model folder (and optional LoRA adapter); openai: `openai:MODEL@BASE_URL`."""
+    if backend in ("hf", "mlx"):  # nothing is downloaded: a missing folder is a typo, not a hub id to fetch
+        for what, path in (("--model", model), ("--adapter", adapter)):
+            if path is not None and not Path(path).is_dir():
+                raise DatakitError(f"{what} {path}: no such folder; give a local {'model' if what == '--model' else 'adapter'} "
+                                   f"folder ({'config.json' if what == '--model' else 'adapter files'} inside; "
+                                   "datakit never downloads a model)")
     if backend == "hf":
         return HFRunner(model, adapter)
     if backend == "mlx":

@@ -9,6 +9,9 @@ Checks, each a finding with a level (error fails the lint, warning and info do n
   identity_share  in a `mix` version, identity components' realized share below the minimum (error).
   script_mix    Hanzi inside a Korean answer, Hangul/kana inside a Chinese one, U+FFFD (warning).
   length        rows over `max_tokens` (`text.tokens` count, an approximation; warning).
+  placeholder   an unfilled template variable (`{{name}}`, `{{ author }}`, LLaMA-Factory's identity.json has
+                both): error in an identity-looking row, where the model would learn the braces as its name;
+                warning elsewhere (a Jinja or Vue answer shows them on purpose).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ _ASK_RE = regex.compile(
     r"(?i)\b(?:are|were) you\b|\byour (?:name|maker|creator|model)\b|\bwho (?:made|created|trained|built|developed) you\b"
     r"|你是|你叫|你的|作为|너는|넌|당신은|당신의|あなたは|あなたの"
 )
+_PLACEHOLDER_RE = regex.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}")
+# template variables that stand for who the model is: unfilled, they are an identity error in any row
+IDENTITY_VARIABLES = {"name", "author", "model", "model_name", "assistant", "assistant_name", "bot", "bot_name",
+                      "company", "creator", "developer", "organization", "org", "brand", "product"}
 _SENTENCE_RE = regex.compile(r"(?<=[.!?])\s+|\n|(?<=[。！？])")  # "chat.gpt" and "01.AI" stay whole
 _FOREIGN = {"ko": regex.compile(r"\p{sc=Han}+"), "zh": regex.compile(r"[\p{sc=Hangul}\p{sc=Hiragana}\p{sc=Katakana}]+"),
             "ja": regex.compile(r"\p{sc=Hangul}+")}
@@ -127,6 +134,21 @@ def _deny_findings(i: int, kind: str, turns: list[tuple[str, str, str]], lang: s
     return out
 
 
+def _placeholder_findings(i: int, kind: str, turns: list[tuple[str, str, str]]) -> list[Finding]:
+    claims = kind == "identity" or any(role == "assistant" and _CLAIM_RE.search(t) for _, role, t in turns)
+    out = []
+    for field, _, text in turns:
+        for m in {m.group(0): m for m in _PLACEHOLDER_RE.finditer(text)}.values():
+            found = m.group(0)
+            identity = claims or found.strip("{} ").lower() in IDENTITY_VARIABLES
+            out.append(Finding(
+                level="error" if identity else "warning", check="placeholder", row=i, field=field, matched=found,
+                message=f"unfilled template variable {found}" + (
+                    ": fill it (datakit build identity fills {{name}} and {{author}} from its spec) or the model "
+                    "learns the braces as its name" if identity else "; fine if the row shows template code")))
+    return out
+
+
 def _script_findings(i: int, turns: list[tuple[str, str, str]], lang: str) -> list[Finding]:
     out = []
     for field, role, text in turns:
@@ -158,6 +180,7 @@ def _row_findings(kind: str, df: pl.DataFrame, *, aliases: dict[str, list[str]],
         lang = _row_lang(kind, rec, turns)
         out += _deny_findings(i, kind, turns, lang, aliases=aliases, allow=allow)
         out += _script_findings(i, turns, lang)
+        out += _placeholder_findings(i, kind, turns)
         if max_tokens is not None:
             n = sum(len(tokens(t)) for _, _, t in turns)
             if n > max_tokens:

@@ -82,34 +82,30 @@ def save_adapter(model: Any, folder: Path) -> None:
 
 
 class ProgressCallback(TrainerCallback):
-    """A rich progress bar on stderr for the stage's steps, with the latest loss (TRL's tqdm is off)."""
+    """The stage's steps with the latest loss on stderr (TRL's tqdm is off): a bar on a terminal, plain lines
+    every few seconds elsewhere (`datakit.progress`)."""
 
     def __init__(self, label: str) -> None:
-        self.label, self._bar, self._task = label, None, None
+        self.label, self._bar, self._update = label, None, None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        import sys
+        from datakit.progress import progress_bar
 
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
-                             console=Console(file=sys.stderr), transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(self.label, total=state.max_steps, completed=state.global_step, loss="")
+        self._bar = progress_bar(self.label, state.max_steps, fields={"loss": None})
+        self._update = self._bar.__enter__()
+        self._update(state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=state.global_step)
+        if self._update is not None:
+            self._update(state.global_step)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if self._bar is not None and logs and "loss" in logs:
-            self._bar.update(self._task, loss=f"loss {logs['loss']:.3f}")
+        if self._update is not None and logs and "loss" in logs:
+            self._update(state.global_step, loss=float(logs["loss"]))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+            self._bar.__exit__(None, None, None)
+            self._bar, self._update = None, None

@@ -216,11 +216,25 @@ def embedding_row_check(path: Path, token: str, token_id: int) -> Finding | None
         "LoRA alone cannot teach it; set train.train_embeddings: true"))
 
 
+FINGERPRINT_JSON = ("config.json", "model.safetensors.index.json", "generation_config.json", "tokenizer_config.json")
+FINGERPRINT_FILES = ("*.safetensors", "*.bin", "*.npz", "*.gguf", "tokenizer.json", "tokenizer.model")
+
+
 def model_fingerprint(path: Path) -> dict[str, str]:
-    """What identifies a base model folder in lineage: its config and weight index, hashed."""
+    """What identifies a base model folder in lineage: its configs (sha256 of the parsed JSON, so key order and
+    whitespace do not count) and every weight and tokenizer file's bytes (xxh3-128, streamed: GBs of weights in
+    seconds). Two folders with the same config but other weights get different fingerprints."""
+    import xxhash
+
     out = {}
-    for name in ("config.json", "model.safetensors.index.json", "generation_config.json"):
+    for name in FINGERPRINT_JSON:
         p = path / name
         if p.exists():
             out[name] = hashlib.sha256(json.dumps(json.loads(p.read_text()), sort_keys=True).encode()).hexdigest()
+    for p in sorted({f for pattern in FINGERPRINT_FILES for f in path.glob(pattern) if f.is_file()}):
+        h = xxhash.xxh3_128()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(8 << 20), b""):
+                h.update(block)
+        out[p.name] = f"xxh3_128:{h.hexdigest()}"
     return out

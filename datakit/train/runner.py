@@ -156,7 +156,7 @@ def _write_lineage(p: RunPlan, reg: Registry) -> None:
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(pinned.model_dump(mode="json"), sort_keys=False))
     lineage = {
         "recipe": p.recipe.name, "run_dir": p.run_dir, "backend": p.recipe.backend, "seed": p.recipe.seed,
-        "registry": str(reg.root),
+        "registry": str(reg.root.resolve()) if isinstance(reg.root, Path) else reg.root,  # absolute: runs move
         "data": [{"stage": s.stage, "ref": s.data_ref, "content_hash": s.data_hash, "rows": s.rows} for s in p.stages],
         "base_model": {"path": p.base_model, "fingerprint": model_fingerprint(Path(p.base_model))},
         "versions": _versions(p.recipe.backend),
