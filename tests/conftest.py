@@ -21,6 +21,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session")
+def base_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the demo and the notebooks pre-train their tiny base model: once per test session, in the session's
+    tmp dir (never the project's own build/demo/base, which `make demo` uses)."""
+    return tmp_path_factory.mktemp("base-cache") / "base"
+
+
 @pytest.fixture
 def external() -> Path:
     assert EXTERNAL.is_dir(), f"external datasets not found at {EXTERNAL}; set DATAKIT_EXTERNAL_DATA"

@@ -29,17 +29,21 @@ def expected_hash(i: int) -> str:
 
 
 def test_sigkill_at_random_points_leaves_whole_versions_or_nothing(any_reg: Registry):
-    """Kill a writer that commits in a loop, at a random instant after its first commit, until some kills have
-    landed inside a commit (left parts for gc): every visible version is whole, numbers stay contiguous."""
+    """Kill a writer that commits in a loop after its first commit: at a random instant (even trials) or, on odd
+    trials, once the parts of its next commit are written and before it publishes, so kills land inside a commit
+    (left parts for gc) however fast or busy the machine: every visible version is whole, numbers contiguous."""
     reg, rng = any_reg, random.Random(0)
     start, interrupted, trials = 0, 0, 0
-    while interrupted < 3 or trials < 4:
-        assert trials < 40, f"only {interrupted} of {trials} kills landed inside a commit"
+    while trials < 8:
         trials += 1
-        proc = spawn(str(reg.root), "crash", str(start), "0")
+        inside = trials % 2 == 1
+        proc = spawn(str(reg.root), "crash", str(start), "0", *(["--pause-after-parts", "30"] if inside else []))
         assert proc.stdout.readline().strip() == "ready"
         assert proc.stdout.readline().startswith("committed"), proc.stderr.read()[-2000:]  # one whole commit first
-        time.sleep(rng.uniform(0, 0.05))
+        if inside:
+            assert proc.stdout.readline().strip() == "parts-written"
+        else:
+            time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         assert proc.returncode == -signal.SIGKILL
@@ -51,10 +55,12 @@ def test_sigkill_at_random_points_leaves_whole_versions_or_nothing(any_reg: Regi
         assert numbers == list(range(1, len(numbers) + 1)), "version numbers must stay contiguous"
         for m in reg.versions("crash"):
             assert m.rows == ROWS and m.content_hash == expected_hash(m.params["i"])
-        interrupted += bool(gc(reg, grace_s=0))  # the writer is dead: its unpublished parts are leftovers
+        leftovers = gc(reg, grace_s=0)  # the writer is dead: its unpublished parts are leftovers
+        assert leftovers or not inside, "a kill between parts and manifest must leave parts for gc"
+        interrupted += bool(leftovers)
         used = {m.location.split("/")[1] for m in reg.versions("crash")}
         assert set(reg.storage.dirs("datasets/crash/parts")) == used
-    assert len(reg.versions("crash")) >= trials
+    assert interrupted >= 4 and len(reg.versions("crash")) >= trials
 
 
 def test_sixteen_writers_racing_lose_nothing_and_duplicate_nothing(any_reg: Registry, tmp_path):

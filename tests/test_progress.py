@@ -4,7 +4,6 @@ seconds and at the end, so long work (training, pre-training, evals) never looks
 from __future__ import annotations
 
 import io
-import json
 
 from rich.console import Console
 
@@ -38,9 +37,18 @@ def test_a_training_stage_prints_its_progress_into_a_log(cli, reg, tmp_path, ext
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({
         "name": "progress", "backend": "hf", "base_model": str(tiny), "seed": 1, "output_dir": str(tmp_path / "runs"),
         "stages": [{"stage": "sft", "data": sft, "lora": {"rank": 4, "alpha": 8}, "train": TRAIN}]}))
-    p = cli("train", str(tmp_path / "r.yaml"), "--json")  # stderr is a pipe here, as in `make demo > log`
+    p = cli("train", str(tmp_path / "r.yaml"))  # stderr is a pipe here, as in `make demo > log`
     assert p.returncode == 0, p.stderr[-2000:]
     lines = [x for x in p.stderr.splitlines() if x.startswith("training sft")]
     assert lines[0].endswith("0/4 steps (0%), 0s elapsed") or " 0/4 steps" in lines[0]
     assert "4/4 steps (100%)" in lines[-1] and "loss" in lines[-1]
-    assert json.loads(p.stdout)["plan"]["stages"][0]["stage"] == "sft"
+    assert "sft: 4 steps" in p.stdout and "stop check: " in p.stdout  # the summary says whether the model stops
+
+
+def test_the_stop_check_is_printed_and_a_model_that_never_stops_is_a_warning():
+    from datakit.cli.train import stop_line
+
+    assert stop_line({"prompts": 4, "stopped": 4, "stop_token": "<|im_end|>"}) == \
+        "stop check: 4 of 4 generations ended on <|im_end|>"
+    warned = stop_line({"prompts": 4, "stopped": 0, "stop_token": "<|im_end|>"})
+    assert warned.startswith("stop check: 0 of 4 generations ended on <|im_end|> -- WARNING") and "stopcheck.json" in warned

@@ -26,7 +26,7 @@ def demo(
     backend: Annotated[str, typer.Option(help="Training and eval backend: hf, or mlx (fast on Apple silicon only).")] = "hf",
     base_model: Annotated[Optional[Path], typer.Option("--base-model", help="A real model folder instead of the tiny pre-trained one.")] = None,
     work: Annotated[Path, typer.Option(help="Folder for the demo's data files (and registry, unless --registry).")] = Path("build/demo"),
-    base_cache: Annotated[Path, typer.Option(help="Where the tiny base model is pre-trained once and reused.")] = Path("build/demo/base"),
+    base_cache: Annotated[Path, typer.Option(envvar="DATAKIT_BASE_CACHE", help="Where the tiny base model is pre-trained once and reused.")] = Path("build/demo/base"),
     runs: Annotated[Path, typer.Option(help="Folder for training runs, eval results and the report.")] = Path("runs/demo"),
     ingest_only: Annotated[bool, typer.Option("--ingest-only", help="Only ingest the external datasets and print the catalog.")] = False,
 ) -> None:

@@ -47,3 +47,15 @@ def train(
     for r in results:
         early = " (stopped early)" if r["stopped_early"] else ""
         out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {r['best_val_loss']} at step {r['best_step']}{early} -> {r['adapter']}")
+        if stop := r.get("stop_check"):
+            out.print(f"     {stop_line(stop)}", markup=False, highlight=False)
+
+
+def stop_line(stop: dict) -> str:
+    """The stop check, said plainly: a tuned model that does not stop on its end-of-turn token rambles on."""
+    n, k, token = stop["prompts"], stop["stopped"], stop.get("stop_token")
+    line = f"stop check: {k} of {n} generations ended on {token or 'the end-of-turn token'}"
+    if n and k < n / 2:
+        line += (" -- WARNING: the model does not learn to stop; check the chat template's end-of-turn token in the "
+                 "training rows (`datakit export --tokenizer` preflights it) or train longer; examples in stopcheck.json")
+    return line

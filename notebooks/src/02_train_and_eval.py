@@ -41,7 +41,8 @@ WORK = Path(os.environ.get("DATAKIT_NB_WORK", REPO / "build" / "notebooks")).res
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 REG = WORK / "registry"
-BASE = REPO / "build" / "demo" / "base"  # shared with `datakit demo`: pre-trained once per machine
+# shared with `datakit demo`: pre-trained once per machine (DATAKIT_BASE_CACHE moves it, as the tests do)
+BASE = Path(os.environ.get("DATAKIT_BASE_CACHE") or REPO / "build" / "demo" / "base")
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
     os.environ.setdefault(var, "1")
 # progress bars drawn for a terminal only clutter a notebook

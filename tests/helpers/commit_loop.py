@@ -1,8 +1,10 @@
 """Test helper: commit versions of one dataset as fast as possible (killed by the crash test).
 
-    python -m tests.helpers.commit_loop REGISTRY NAME START COUNT [--wait FILE]
+    python -m tests.helpers.commit_loop REGISTRY NAME START COUNT [--wait FILE] [--pause-after-parts S]
 Commits COUNT versions (forever if COUNT is 0) whose rows are derived from START + i, each in
-three parts, printing "ready" first and "committed <version> <hash>" after each commit.
+three parts, printing "ready" first and "committed <version> <hash>" after each commit. With
+--pause-after-parts, every commit after the first prints "parts-written" once its parts are written and waits
+S seconds before publishing: a kill then lands inside a commit whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ def main() -> None:
         barrier = Path(sys.argv[sys.argv.index("--wait") + 1])
         while not barrier.exists():
             time.sleep(0.001)
+    pause = float(sys.argv[sys.argv.index("--pause-after-parts") + 1]) if "--pause-after-parts" in sys.argv else None
     i = start
     while count == 0 or i < start + count:
         df = frame_for(i)
         with reg.stage(name, "sft") as st:
             for part in (df[:200], df[200:400], df[400:]):
                 st.write(part)
+            if pause is not None and i > start:
+                print("parts-written", flush=True)
+                time.sleep(pause)
             m, _ = st.commit(op="loop", params={"i": i})
         print(f"committed {m.version} {m.content_hash}", flush=True)
         i += 1
