@@ -232,6 +232,8 @@ def test_three_runs_are_compared_side_by_side_with_a_learning_vs_forgetting_poin
     dom = next(d for d in res.comparisons[1].metrics if d.metric == "domain.accuracy")
     assert dom.delta == pytest.approx(0.9)
     assert "learning vs forgetting" in to_html(res).lower()
+    # the headline says which model fails and which passes, not only how many checks failed
+    assert "**FAIL**: 1 of 2 gate checks failed (cpt: 1 of 1 underpowered; sft fails 1 of 1)" in md
 
 
 def test_a_rerun_of_the_base_is_the_noise_floor_and_is_not_gated():

@@ -63,7 +63,18 @@ def _headline(r: CompareResult) -> str:
     if r.underpowered:
         extra = (f", {len(r.underpowered)} underpowered (on_underpowered: {r.gate.on_underpowered}: "
                  + ("they fail the comparison)" if r.gate.on_underpowered == "fail" else "reported, not failed)"))
-    return f"**{word}**: {len(r.failed)} of {n} gate checks failed{extra}."
+    per = []
+    for c in (c for c in r.comparisons if c.gates):  # which model fails and which passes, not only a count
+        bad = sum(g.verdict == "fail" for g in c.gates)
+        weak = sum(g.verdict == "underpowered" for g in c.gates)
+        if bad:
+            said = f"{c.name} fails {bad} of {len(c.gates)}"
+        elif weak:
+            said = f"{c.name}: {weak} of {len(c.gates)} underpowered"
+        else:
+            said = f"{c.name} passes {len(c.gates)} of {len(c.gates)}"
+        per.append(said + (f", {weak} underpowered" if bad and weak else ""))
+    return f"**{word}**: {len(r.failed)} of {n} gate checks failed ({'; '.join(per)}){extra}."
 
 
 def _gate_change(g: GateResult) -> tuple[str, str]:
