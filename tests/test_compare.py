@@ -328,3 +328,13 @@ def test_forgetting_kl_is_gated_on_the_candidate_alone_as_a_first_class_metric()
     res = compare([base, calm, drifted], ["base", "calm", "drifted"], spec=gate)
     assert res.verdicts == {"calm": {"forgetting.kl": "pass"}, "drifted": {"forgetting.kl": "fail"}}
     assert res.comparisons[0].gates[0].mde is None  # an absolute gate has no baseline to detect a change from
+
+
+def test_the_learning_axis_is_the_domain_gain_when_the_suite_has_domain_metrics():
+    from datakit.evals.report import _mean_gain, learning_metrics
+
+    base = suite([True] * 20 + [False] * 30, domain=[False] * 14)  # general questions also score as knowledge
+    tuned = suite([True] * 10 + [False] * 40, domain=[True] * 12 + [False] * 2, adapter="domain-only")
+    res = compare([base, tuned], ["base", "domain-only"], spec=None)
+    assert learning_metrics(res) == ["domain.accuracy"]
+    assert _mean_gain(res.comparisons[0], learning_metrics(res)) == pytest.approx(12 / 14)  # not diluted
