@@ -338,3 +338,14 @@ def test_the_learning_axis_is_the_domain_gain_when_the_suite_has_domain_metrics(
     res = compare([base, tuned], ["base", "domain-only"], spec=None)
     assert learning_metrics(res) == ["domain.accuracy"]
     assert _mean_gain(res.comparisons[0], learning_metrics(res)) == pytest.approx(12 / 14)  # not diluted
+
+
+def test_with_a_gate_the_plots_show_the_gated_and_learning_metrics_not_every_metric():
+    from datakit.evals.report import plotted_metrics
+
+    base = suite([True] * 50, domain=[False] * 10)
+    tuned = suite([True] * 45 + [False] * 5, domain=[True] * 8 + [False] * 2, adapter="sft")
+    gated = compare([base, tuned], ["base", "sft"], spec=spec({"metric": "general.accuracy", "max_drop": 0.05}))
+    assert plotted_metrics(gated) == ["domain.accuracy", "general.accuracy"]
+    assert len(gated.metrics) == 6  # the table still lists all six
+    assert plotted_metrics(compare([base, tuned], ["base", "sft"], spec=None)) == gated.metrics

@@ -198,16 +198,28 @@ def _pyplot():
     return plt
 
 
+def plotted_metrics(r: CompareResult) -> list[str]:
+    """The metrics worth a panel: with a gate, the gated ones and what the fine-tune should raise (the table
+    below the plot still lists every metric); without one, all."""
+    gated = {g.metric for c in r.comparisons for g in c.gates}
+    if not gated:
+        return list(r.metrics)
+    wanted = gated | set(learning_metrics(r))
+    return [m for m in r.metrics if m in wanted]
+
+
 def bars_png(r: CompareResult) -> str:
-    """One panel per metric: a bar per run with its stderr as the error bar."""
+    """One panel per plotted metric: a bar per run with its stderr as the error bar."""
     plt = _pyplot()
-    cols = min(4, len(r.metrics))
-    rows = math.ceil(len(r.metrics) / cols)
+    shown = plotted_metrics(r)
+    cols = max(1, min(4, len(shown)))
+    rows = max(1, math.ceil(len(shown) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     names = [i.name for i in r.runs]
     colors = ["#777777"] + [("#bbbbbb" if c.role == "rerun" else f"C{k}") for k, c in enumerate(r.comparisons)]
-    for i, m in enumerate(r.metrics):
-        ax = axes[i // cols][i % cols]
+    for j, m in enumerate(shown):
+        i = r.metrics.index(m)
+        ax = axes[j // cols][j % cols]
         first = r.comparisons[0].metrics[i]
         vals = [first.base_value] + [c.metrics[i].cand_value for c in r.comparisons]
         errs = [first.base_stderr] + [c.metrics[i].cand_stderr for c in r.comparisons]
@@ -215,7 +227,7 @@ def bars_png(r: CompareResult) -> str:
                yerr=[e if e is not None else 0 for e in errs], color=colors, capsize=3)
         ax.set_title(m + ("  (lower is better)" if not first.higher_is_better else ""), fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8, ha="right")
-    for j in range(len(r.metrics), rows * cols):
+    for j in range(len(shown), rows * cols):
         axes[j // cols][j % cols].axis("off")
     fig.tight_layout()
     png = _png(fig)
