@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "datakit"
-ROOT_MODULES = {"__init__", "__main__", "errors", "secrets", "schemas", "text", "specfile", "tiny", "jsonschema"}
-SUBPACKAGES = {"cli", "registry", "io", "ops", "build", "generate", "train", "evals", "demo"}
+# shared by several sub-packages (progress: training, evals and the demo all report long work the same way)
+ROOT_MODULES = {"__init__", "__main__", "errors", "secrets", "schemas", "text", "specfile", "tiny", "jsonschema",
+                "progress"}
+SUBPACKAGES = {"cli", "registry", "io", "ops", "build", "generate", "train", "evals", "demo", "ui"}
 
 
 def _modules() -> dict[str, Path]:
