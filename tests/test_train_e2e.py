@@ -144,3 +144,30 @@ def test_a_full_cpt_stage_hands_its_model_folder_to_a_lora_sft_stage(cli, reg, t
     lora_then_full = [{**stages[0], "method": "lora"}, {**stages[1], "method": "full"}]
     bad = cli("train", str(recipe(tmp_path, tiny, backend, lora_then_full)), "--dry-run")
     assert bad.returncode == 2 and "method full after the adapter stage" in bad.stderr
+
+
+def test_dry_run_preflights_the_rows_the_trainer_reads_and_counts_its_truncations(cli, reg, tmp_path, tiny):
+    """The dry run reports what the real run then meets: the same number of rows cut at max_seq_len, counted on
+    the train and valid splits only (long test rows are never trained on)."""
+    from datakit.registry.rows import records_to_frame
+
+    def row(i: int, words: int, part: str) -> dict:
+        return {"messages": [{"role": "user", "content": f"question {i}"},
+                             {"role": "assistant", "content": " ".join(f"word{i}x{k}" for k in range(words))}],
+                "split": part}
+
+    rows = [row(i, 200 if i % 4 == 0 else 5, "train") for i in range(24)]  # 6 long train rows
+    rows += [row(100 + i, 200 if i < 2 else 5, "valid") for i in range(6)]  # 2 long valid rows
+    rows += [row(200 + i, 200, "test") for i in range(5)]  # 5 long test rows: not trained on
+    reg.commit_frame("long", "sft", records_to_frame("sft", rows), op="test")
+    stages = [{"stage": "sft", "data": "long", "lora": {"rank": 4, "alpha": 8}, "train": TRAIN}]
+    path = recipe(tmp_path, tiny, "hf", stages)
+    dry = cli("train", str(path), "--dry-run", "--json", check_json=True)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    pre = dry.json["plan"]["stages"][0]["preflight"]
+    assert (pre["ok"], pre["rows"], pre["over_max_seq_len"], pre["max_seq_len"]) == (True, 30, 8, 128)
+    shown = cli("train", str(path), "--dry-run")
+    assert "preflight ok; 8 of 30 rows longer than max_seq_len=128 (cut)" in shown.stdout
+    real = cli("train", str(path), "--json", check_json=True)
+    assert real.returncode == 0, real.stderr[-2000:]
+    assert real.json["results"][0]["truncated_rows"] == 8  # what the trainer itself counted

@@ -44,6 +44,11 @@ def train(
         if s.memory is not None or s.memory_note:
             text = format_estimate(s.memory) if s.memory is not None else s.memory_note
             out.print(f"     memory {text}", markup=False, highlight=False)
+        if s.preflight is not None:
+            pre = s.preflight
+            over = f"{pre['over_max_seq_len']} of {pre['rows']} rows longer than max_seq_len={pre['max_seq_len']} (cut)"
+            state = "ok" if pre["ok"] else "FAILS: " + "; ".join(pre["errors"])
+            out.print(f"     preflight {state}; {over}", markup=False, highlight=False)
     for r in results:
         early = " (stopped early)" if r["stopped_early"] else ""
         out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {r['best_val_loss']} at step {r['best_step']}{early} -> {r['adapter']}")

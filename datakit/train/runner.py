@@ -49,6 +49,8 @@ class StagePlan(BaseModel):
                                             "model/ a previous full fine-tuning stage wrote")
     memory: MemoryEstimate | None = Field(None, description="estimated peak training memory (datakit/train/memory.py)")
     memory_note: str | None = Field(None, description="why there is no memory estimate")
+    preflight: dict[str, Any] | None = Field(None, description="a dry run's preflight: ok, rows over max_seq_len, "
+                                             "errors (the real run writes the whole report to preflight.json)")
 
 
 class RunPlan(BaseModel):
@@ -181,7 +183,13 @@ def run(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, dry_run: bool = 
     p = plan(reg, recipe, recipe_dir=recipe_dir, run_id=run_id, device=device, free_bytes=free_bytes)
     if p.problems:
         raise DatakitError(f"recipe {recipe.name}: {len(p.problems)} problem(s):\n" + "\n".join(f"  {x}" for x in p.problems))
-    if dry_run:
+    if dry_run:  # the same preflight a real run does first, so the plan shows what the run will meet
+        for sp, st in zip(p.stages, recipe.stages):
+            report = _preflight_report(Path(sp.base_model), sp, st, recipe.backend, reg)
+            if report is not None:
+                sp.preflight = {"ok": report.ok, "over_max_seq_len": report.stats.get("over_max_seq_len"),
+                                "max_seq_len": st.train.max_seq_len, "rows": report.stats.get("rows"),
+                                "errors": [f.message for f in report.findings if f.level == "error"]}
         return p, []
     for sp in p.stages:
         if sp.memory is not None and sp.memory.fits is False:  # an estimate: warn, the run may still fit
@@ -235,18 +243,31 @@ def _launch(launcher: str, job: Any, stage_dir: Path) -> Any:
 
 def _preflight(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Registry, stage_dir: Path) -> None:
     """Refuse to train on data or a model that would fail deep inside loading or teach the model not to stop."""
-    try:
-        from datakit.train import preflight as pf
-    except ImportError:  # preflight lands separately; training still records that it did not run
+    from datakit.train import preflight as pf
+
+    report = _preflight_report(base, sp, st, backend, reg)
+    if report is None:
         (stage_dir / "preflight.json").write_text(json.dumps({"ran": False}))
         return
-    from datakit.io.export import training_records
-
-    rows = training_records(sp.kind, reg.load(sp.data_ref))
-    report = pf.preflight(base, sp.kind, rows, max_seq_len=st.train.max_seq_len, backend=backend)
     (stage_dir / "preflight.json").write_text(report.model_dump_json(indent=2))
     if not report.ok:
         raise DatakitError(f"preflight failed for stage {sp.index + 1} ({sp.stage}):\n{pf.format_report(report)}")
+
+
+def _preflight_report(base: Path, sp: StagePlan, st: StageSpec, backend: str, reg: Registry) -> Any:
+    """The preflight of the rows the trainer will read: the train and valid splits (test rows are never trained
+    on, so they must not count as truncated); None where the preflight module cannot load."""
+    try:
+        from datakit.train import preflight as pf
+    except ImportError:  # preflight lands separately; training still records that it did not run
+        return None
+    import polars as pl
+
+    from datakit.io.export import training_records
+
+    df = reg.load(sp.data_ref)
+    rows = training_records(sp.kind, df.filter(pl.col("split").fill_null("train") != "test"))
+    return pf.preflight(base, sp.kind, rows, max_seq_len=st.train.max_seq_len, backend=backend)
 
 
 def _stop_check(backend: str, base: Path, adapter: Path | None, data_dir: Path, stage_dir: Path) -> dict[str, Any]:
