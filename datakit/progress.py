@@ -48,7 +48,8 @@ class PlainLines:
                         if v is not None and v == v)  # v == v: not NaN
         left = (f", ~{_clock(elapsed * (self.total - self.done) / self.done)} left"
                 if 0 < self.done < self.total else "")
-        self.console.print(f"{self.label}: {self.done}/{self.total} {self.unit}{pct}{extra}, {_clock(elapsed)} elapsed"
+        unit = f" {self.unit}" if self.unit else ""
+        self.console.print(f"{self.label}: {self.done}/{self.total}{unit}{pct}{extra}, {_clock(elapsed)} elapsed"
                            f"{left}", highlight=False, markup=False)
 
 

@@ -6,7 +6,6 @@ Nothing heavy is imported at module level (not even polars), so `datakit --help`
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
@@ -93,13 +92,15 @@ def step_progress(label: str, every_s: float = 10.0) -> Iterator[Callable[[str, 
 
             yield on_terminal
         return
-    last = [0.0]
+    from datakit.progress import PlainLines  # the same plain lines training and evals print
+
+    steps: dict[str, PlainLines] = {}
 
     def plain(step: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done >= total or now - last[0] >= every_s:
-            last[0] = now
-            err.print(f"{label}: {step} {done}/{total}", highlight=False)
+        if step not in steps:
+            steps[step] = PlainLines(err, f"{label}: {step}", total, "", every_s)
+        steps[step].total = total
+        steps[step].update(done)
 
     yield plain
 

@@ -20,11 +20,11 @@ from pydantic import BaseModel
 
 from datakit.errors import DatakitError
 from datakit.ops import review as rv
+from datakit.ops.fields import CHAT_KINDS
 from datakit.ops import review_queue as rq
 from datakit.registry.store import Registry
 
 TOOLS = ("argilla", "label-studio")
-CHAT_KINDS = {"sft", "identity", "magpie"}
 LABEL_CONFIG = """<View>
   <Header value="Review: accept, reject (say why) or edit the answer"/>
   <Paragraphs name="chat" value="$chat" layout="dialogue" nameKey="role" textKey="content"/>
@@ -86,7 +86,7 @@ def export_for_review(reg: Registry, ref: str, tool: str, out: Path, *, sample: 
     if tool not in TOOLS:
         raise DatakitError(f"--format {tool}: use {' or '.join(TOOLS)}")
     kind = reg.resolve(ref).kind
-    if kind not in CHAT_KINDS | {"cpt"}:
+    if kind not in (*CHAT_KINDS, "cpt"):
         raise DatakitError(f"export for review supports sft, identity, magpie and cpt rows, not {kind}")
     q = rq.open_queue(reg, ref, sample=sample, seed=seed)
     rows = rv.queue_rows(reg, q)

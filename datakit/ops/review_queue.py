@@ -136,7 +136,7 @@ def latest(all_decisions: list[ReviewDecision], reviewer: str | None = None) -> 
     return out
 
 
-class Progress(BaseModel):
+class QueueProgress(BaseModel):
     rows: int
     decided: int
     accept: int
@@ -145,13 +145,13 @@ class Progress(BaseModel):
     by_reviewer: dict[str, int]
 
 
-def progress(q: Queue, all_decisions: list[ReviewDecision]) -> Progress:
+def progress(q: Queue, all_decisions: list[ReviewDecision]) -> QueueProgress:
     final = latest(all_decisions)
     counts = {k: sum(1 for d in final.values() if d.decision == k) for k in DECISIONS}
     by: dict[str, set[int]] = defaultdict(set)
     for d in all_decisions:
         by[d.reviewer].add(d.row)
-    return Progress(rows=len(q.rows), decided=len(final), **counts, by_reviewer={r: len(v) for r, v in sorted(by.items())})
+    return QueueProgress(rows=len(q.rows), decided=len(final), **counts, by_reviewer={r: len(v) for r, v in sorted(by.items())})
 
 
 class Agreement(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from datakit.ops.fields import text_expr
+from datakit.ops.fields import CHAT_KINDS, text_expr
 from datakit.ops.mix_plan import estimate_tokens
 from datakit.registry.rows import frame_to_records
 from datakit.registry.store import Registry
@@ -21,7 +21,6 @@ PER_PAGE = 20
 LANG_SAMPLE = 5_000  # rows whose language is guessed for the plot (a seeded sample of larger versions)
 SIDE_FILES = {"quarantine.parquet": "quarantine", "clusters.parquet": "dedup clusters", "leaks.parquet": "leaks",
               "review.parquet": "review decisions", "mix_sources.parquet": "mix sources", "rejected.parquet": "rejected"}
-CHAT_KINDS = {"sft", "identity", "magpie"}
 
 
 def datasets(reg: Registry) -> list[dict[str, Any]]:
