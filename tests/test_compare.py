@@ -144,14 +144,14 @@ def test_a_one_item_drop_on_ten_items_is_not_significant_and_underpowered_for_no
     base, cand = suite([True] * 10), suite([False] + [True] * 9, adapter="sft")
     (sig,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02, "require_significance": True}),
                             base, cand, "sft")
-    assert sig.breach and sig.verdict == "underpowered" and sig.status == "breach (not significant)"
+    assert sig.breach and sig.verdict == "underpowered" and sig.label == "underpowered (breach, not significant)"
     assert sig.p_value == 1.0 and sig.significant is False
     (ni,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02, "noninferiority": True}),
                            base, cand, "sft")
     assert ni.verdict == "underpowered"
     (plain,) = evaluate_gates(spec({"metric": "general.accuracy", "max_drop": 0.02}), base, cand, "sft")
     # the point estimate crossed the margin, but one flip in ten items is noise as often as not
-    assert plain.breach and plain.verdict == "underpowered" and plain.status == "breach (underpowered)"
+    assert plain.breach and plain.verdict == "underpowered" and plain.reason == "breach, suite cannot resolve the margin"
 
 
 def test_holm_turns_two_borderline_significant_breaches_into_not_significant():
@@ -165,7 +165,7 @@ def test_holm_turns_two_borderline_significant_breaches_into_not_significant():
     raw = evaluate_gates(spec(*rules), base, cand, "sft")
     assert [r.verdict for r in raw] == ["fail", "fail"] and raw[0].p_value == pytest.approx(0.0386, abs=1e-4)
     corrected = evaluate_gates(spec(*rules, holm=True), base, cand, "sft")
-    assert [r.status for r in corrected] == ["breach (not significant)"] * 2
+    assert [(r.verdict, r.reason) for r in corrected] == [("underpowered", "breach, not significant")] * 2
     assert corrected[0].p_adjusted == pytest.approx(2 * raw[0].p_value)
 
 
@@ -233,7 +233,11 @@ def test_three_runs_are_compared_side_by_side_with_a_learning_vs_forgetting_poin
     assert dom.delta == pytest.approx(0.9)
     assert "learning vs forgetting" in to_html(res).lower()
     # the headline says which model fails and which passes, not only how many checks failed
-    assert "**FAIL**: 1 of 2 gate checks failed (cpt: 1 of 1 underpowered; sft fails 1 of 1)" in md
+    assert "**FAIL**: cpt underpowered (gates: 1 underpowered); sft fail (gates: 1 fail)" in md
+    assert res.verdict == "fail" and res.candidate_verdicts == {"cpt": "underpowered", "sft": "fail"}
+    # one vocabulary: every gate row in md starts with the verdict word report.json holds for it
+    for g in (g for c in res.comparisons for g in c.gates):
+        assert f"| {g.candidate} | {g.rule} | {g.verdict}" in md and g.message.startswith(g.verdict)
 
 
 def test_a_rerun_of_the_base_is_the_noise_floor_and_is_not_gated():

@@ -22,7 +22,7 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of eval runs on the same items; exit 1 when any gate fails."""
-    from datakit.evals.report import report_runs
+    from datakit.evals.report import headline, report_runs
 
     if len(runs) < 2:
         raise typer.BadParameter("give a baseline and at least one candidate folder")
@@ -31,15 +31,12 @@ def compare(
         emit_json(res.model_dump(mode="json"))
     else:
         for g in res.failed:
-            out.print(f"[red]FAIL[/] {g.message}")
+            out.print(f"[red]fail[/] {g.candidate}: {g.message}")
         for g in res.underpowered:
-            out.print(f"[yellow]UNDERPOWERED[/] {g.message}")
+            out.print(f"[yellow]underpowered[/] {g.candidate}: {g.message}")
         for w in res.warnings:
             out.print(f"warning: {w}")
-        under = (f", {len(res.underpowered)} underpowered (on_underpowered: {res.gate.on_underpowered})"
-                 if res.underpowered and res.gate else "")
-        head = "all gates passed" if res.ok and not res.underpowered else f"{len(res.failed)} gate(s) failed{under}"
-        out.print(f"{head}; reports in {out_dir}")
+        out.print(f"{headline(res)} Reports in {out_dir}", markup=False)
     if not res.ok:
         raise typer.Exit(1)
 

@@ -26,9 +26,11 @@ def summarize(report_dir: Path, *, timings: dict[str, float], console: Console) 
     for metric in [m for m in HEADLINE if any(m in r.models[n] for n in names)]:
         table.add_row(metric, *(f"{r.models[n][metric]:.3f}" if metric in r.models[n] else "-" for n in names))
     console.print(table)
-    for cand, verdicts in r.verdicts.items():
-        marks = ", ".join(f"{m} [{'green' if v == 'pass' else 'red'}]{v}[/]" for m, v in verdicts.items())
-        console.print(f"gate for [bold]{cand}[/]: {marks}")
+    colour = {"pass": "green", "underpowered": "yellow", "fail": "red"}
+    for cand, verdicts in r.verdicts.items():  # the words report.json and the report use
+        marks = ", ".join(f"{m} [{colour[v]}]{v}[/]" for m, v in verdicts.items())
+        v = r.candidate_verdicts.get(cand, "pass")
+        console.print(f"gate for [bold]{cand}[/]: [{colour[v]}]{v}[/] ({marks})")
     console.print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     console.print(f"report: {report_dir / 'report.html'} (also report.md, report.json)")
     console.print(str(report_dir))

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from datakit.errors import DatakitError
 from datakit.evals.diff import MetricDiff, diff_metric
-from datakit.evals.gate import GateResult, GateSpec, evaluate_gates, load_gate
+from datakit.evals.gate import GateResult, GateSpec, Verdict, evaluate_gates, load_gate, worst_verdict
 from datakit.evals.results import EvalResults
 
 Role = Literal["base", "candidate", "rerun"]
@@ -60,7 +60,12 @@ class CompareResult(BaseModel):
     metrics: list[str]
     comparisons: list[RunComparison]
     gate: GateSpec | None = None
-    ok: bool = Field(description="no gate failed for any candidate (nor was underpowered, with on_underpowered: fail)")
+    verdict: Verdict | None = Field(None, description="the comparison's verdict, the worst of its candidates' "
+                                                      "(none without a gate); md, html, json and the CLI say this word")
+    candidate_verdicts: dict[str, Verdict] = Field(default_factory=dict,
+                                                   description="candidate -> the worst verdict of its gates")
+    ok: bool = Field(description="the command's exit status: no gate failed (nor was underpowered, with "
+                                 "on_underpowered: fail); an underpowered comparison with on_underpowered: warn is ok")
     failed: list[GateResult] = Field(default_factory=list)
     underpowered: list[GateResult] = Field(default_factory=list)
     noise: dict[str, float] = Field(default_factory=dict, description="largest |change| per metric across reruns")
@@ -173,8 +178,11 @@ def compare(runs: list[EvalResults], names: list[str], *, spec: GateSpec | None 
     all_gates = [g for c in comps for g in c.gates]
     failed = [g for g in all_gates if g.verdict == "fail"]
     underpowered = [g for g in all_gates if g.verdict == "underpowered"]
+    per_candidate = {c.name: worst_verdict([g.verdict for g in c.gates]) for c in comps if c.gates}
     return CompareResult(
         runs=infos, metrics=metrics, comparisons=comps, gate=spec,
+        verdict=worst_verdict(list(per_candidate.values())) if spec is not None else None,
+        candidate_verdicts=per_candidate,
         ok=not failed and not (underpowered and spec is not None and spec.on_underpowered == "fail"),
         failed=failed, underpowered=underpowered,
         noise=noise, noise_flips=max((c.flips.n_flips for c in reruns), default=None),

@@ -39,6 +39,15 @@ KINDS: dict[str, tuple[bool, bool, bool]] = {
 }
 
 
+Verdict = Literal["pass", "fail", "underpowered"]
+VERDICT_ORDER: dict[str, int] = {"pass": 0, "underpowered": 1, "fail": 2}  # worst wins when verdicts combine
+
+
+def worst_verdict(verdicts: list[str]) -> Verdict:
+    """A candidate's (or a comparison's) verdict from its gates': fail over underpowered over pass."""
+    return max(verdicts, key=VERDICT_ORDER.__getitem__, default="pass")  # type: ignore[return-value]
+
+
 class GateRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -124,9 +133,15 @@ class GateResult(BaseModel):
                                                 "gate units (percent for _pct gates)")
     items_needed: int | None = Field(None, description="paired items that would bring the MDE within the margin")
     noise: float | None = Field(None, description="above_noise gates: the rerun noise floor, in gate units")
-    verdict: Literal["pass", "fail", "underpowered"]
-    status: str = Field(description="verdict, or 'breach (not significant)'")
+    verdict: Verdict = Field(description="the one word every output (md, html, json, CLI) uses for this gate")
+    reason: str = Field("", description="why, when the verdict alone does not say it: e.g. 'breach, not "
+                                        "significant' for an underpowered gate whose change crossed the margin")
     message: str
+
+    @property
+    def label(self) -> str:
+        """The verdict with its reason, as tables print it: `underpowered (breach, not significant)`."""
+        return f"{self.verdict} ({self.reason})" if self.reason else self.verdict
 
 
 def _missing(metric: str, res: EvalResults, role: str) -> DatakitError:
@@ -179,32 +194,32 @@ def _judge(rule: GateRule, spec: GateSpec, cand_name: str, base: EvalResults, ca
                       base_value=base.metrics[rule.metric].value if rule.metric in base.metrics else None,
                       cand_value=cand.metrics[rule.metric].value, change=change, ci_low=lo, ci_high=hi, p_value=p,
                       test=test, n=n, n_unmatched=unmatched, n_clusters=n_clusters, breach=loss > margin + 1e-12,
-                      mde=mde, items_needed=needed, noise=noise_units, verdict="pass", status="pass", message="")
+                      mde=mde, items_needed=needed, noise=noise_units, verdict="pass", message="")
 
 
 def _finish(r: GateResult, rule: GateRule, spec: GateSpec) -> GateResult:
     """The verdict: fail on a (significant, where asked) breach; a pass the comparison could not have earned, with
     an MDE above the margin, is `underpowered` instead."""
     p = r.p_adjusted if r.p_adjusted is not None else r.p_value
+    resolves = r.mde is None or r.mde <= rule.limit + 1e-12
     if rule.noninferiority:
         margin = rule.limit if KINDS[rule.kind][0] else 0.0
         r.verdict = stats.non_inferiority(r.ci_low, r.ci_high, margin, higher_is_better=KINDS[rule.kind][2])
-        r.status = r.verdict
+        r.reason = "CI straddles the margin" if r.verdict == "underpowered" else ""
     elif r.breach and rule.require_significance:
         r.significant = p < spec.alpha
         # a breach the test cannot confirm is not a pass: more items would decide it
-        r.verdict, r.status = ("fail", "fail") if r.significant else ("underpowered", "breach (not significant)")
+        r.verdict, r.reason = ("fail", "") if r.significant else ("underpowered", "breach, not significant")
     elif r.breach:
         # the point estimate crossed the margin: trust it when the suite resolves the margin or the test confirms
         # it; otherwise it may be noise (small suites cried wolf on 20-40% of base-vs-base comparisons)
         r.significant = p < spec.alpha
-        powered = r.mde is None or r.mde <= rule.limit + 1e-12
-        r.verdict, r.status = ("fail", "fail") if powered or r.significant else ("underpowered",
-                                                                                "breach (underpowered)")
+        r.verdict, r.reason = ("fail", "") if resolves or r.significant else (
+            "underpowered", "breach, suite cannot resolve the margin")
     else:
-        r.verdict = r.status = "pass"
-    if r.verdict == "pass" and r.mde is not None and not r.mde <= rule.limit + 1e-12:
-        r.verdict = r.status = "underpowered"
+        r.verdict, r.reason = "pass", ""
+    if r.verdict == "pass" and not resolves:
+        r.verdict, r.reason = "underpowered", "no breach, but the suite cannot resolve the margin"
     r.message = _message(r, p, spec)
     return r
 
@@ -226,7 +241,7 @@ def _message(r: GateResult, p: float, spec: GateSpec) -> str:
             extra += f" (the margin needs about {r.items_needed} items)"
     if r.noise is not None:
         extra += f"; noise floor {r.noise:.3g}{pct}"
-    return f"{r.status}: {head}; {ci}, {r.test} p={r.p_value:.3g}{adj}, n={r.n}{extra}"
+    return f"{r.label}: {head}; {ci}, {r.test} p={r.p_value:.3g}{adj}, n={r.n}{extra}"
 
 
 def evaluate_gates(spec: GateSpec, base: EvalResults, cand: EvalResults, cand_name: str,

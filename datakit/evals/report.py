@@ -55,26 +55,24 @@ def _ci(lo: float | None, hi: float | None) -> str:
 
 
 def _headline(r: CompareResult) -> str:
-    n = sum(len(c.gates) for c in r.comparisons)
-    if r.gate is None:
+    """The comparison's verdict and each candidate's, in the words report.json and the CLI use."""
+    if r.gate is None or r.verdict is None:
         return "No gate given: comparison only."
-    word = "PASS" if r.ok else "FAIL"
-    extra = ""
-    if r.underpowered:
-        extra = (f", {len(r.underpowered)} underpowered (on_underpowered: {r.gate.on_underpowered}: "
-                 + ("they fail the comparison)" if r.gate.on_underpowered == "fail" else "reported, not failed)"))
     per = []
     for c in (c for c in r.comparisons if c.gates):  # which model fails and which passes, not only a count
-        bad = sum(g.verdict == "fail" for g in c.gates)
-        weak = sum(g.verdict == "underpowered" for g in c.gates)
-        if bad:
-            said = f"{c.name} fails {bad} of {len(c.gates)}"
-        elif weak:
-            said = f"{c.name}: {weak} of {len(c.gates)} underpowered"
-        else:
-            said = f"{c.name} passes {len(c.gates)} of {len(c.gates)}"
-        per.append(said + (f", {weak} underpowered" if bad and weak else ""))
-    return f"**{word}**: {len(r.failed)} of {n} gate checks failed ({'; '.join(per)}){extra}."
+        counts = {v: sum(g.verdict == v for g in c.gates) for v in ("fail", "underpowered", "pass")}
+        said = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        per.append(f"{c.name} {r.candidate_verdicts[c.name]} (gates: {said})")
+    extra = ""
+    if r.underpowered:
+        extra = (f"; underpowered gates need more items to decide (on_underpowered: {r.gate.on_underpowered}: "
+                 + ("they fail the comparison)" if r.gate.on_underpowered == "fail" else "reported, not failed)"))
+    return f"**{r.verdict.upper()}**: {'; '.join(per)}{extra}."
+
+
+def headline(r: CompareResult) -> str:
+    """The headline as plain text (the CLI's last line and the HTML's)."""
+    return _headline(r).replace("**", "")
 
 
 def _gate_change(g: GateResult) -> tuple[str, str]:
@@ -90,7 +88,7 @@ def gate_rows(r: CompareResult) -> list[list[str]]:
     rows = []
     for g in (g for c in r.comparisons for g in c.gates):
         p = _f(g.p_value, 3) + (f" (adj {_f(g.p_adjusted, 3)})" if g.p_adjusted is not None else "")
-        rows.append([g.candidate, g.rule, g.status, _f(g.base_value), _f(g.cand_value), *_gate_change(g), p,
+        rows.append([g.candidate, g.rule, g.label, _f(g.base_value), _f(g.cand_value), *_gate_change(g), p,
                      _mde(g), f"{g.n} ({g.test})"])
     return rows
 
@@ -290,7 +288,7 @@ th{background:#f4f4f4}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;fo
 .worse{color:#cf222e}code{background:#f4f4f4;padding:0 3px}img{max-width:100%}
 </style></head><body>
 <h1>Eval comparison: {{ suite }}</h1>
-<p class="verdict {{ 'pass' if ok else 'fail' }}">{{ headline }}</p>
+<p class="verdict {{ verdict or 'pass' }}">{{ headline }}</p>
 {% if gates %}<h2>Gates</h2>
 <table id="gates"><tr>{% for h in gate_head %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in gates %}<tr>{% for cell in row %}<td{% if loop.index == 3 %} class="{{ cell.split(' ')[0] }}"{% endif %}>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
@@ -323,7 +321,7 @@ def to_html(r: CompareResult) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     deltas = [{"name": c.name, "role": c.role, "rows": delta_rows(r, c), "flips": c.flips} for c in r.comparisons]
     return env.from_string(HTML).render(
-        suite=r.runs[0].suite, ok=r.ok, headline=_headline(r).replace("**", ""), gate_head=GATE_HEAD,
+        suite=r.runs[0].suite, verdict=r.verdict, headline=headline(r), gate_head=GATE_HEAD,
         gates=gate_rows(r), failed=r.failed, underpowered=r.underpowered, runs=r.runs, values=value_rows(r),
         bars=bars_png(r), scatter=scatter_png(r), deltas=deltas, base=r.runs[0].name, delta_head=DELTA_HEAD,
         noise_flips=r.noise_flips, warnings=r.warnings)

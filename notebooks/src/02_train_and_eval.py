@@ -328,7 +328,7 @@ print("\n".join((REPORT / "report.md").read_text().splitlines()[:16]))
 from datakit.evals.report import read_report
 
 report = read_report(REPORT / "report.json")
-print("runs:", [(r.name, r.role) for r in report.runs], "| all gates passed:", report.ok)
+print("runs:", [(r.name, r.role) for r in report.runs], "| verdict:", report.verdict, report.candidate_verdicts)
 pl.DataFrame([{"metric": m, **{name: round(vals.get(m, float("nan")), 3) for name, vals in report.models.items()}}
               for m in report.metrics])
 
