@@ -20,7 +20,7 @@ from datakit.secrets import scrub
 # isort: off
 from datakit.cli import ingest_export, registry, build, ops, generate, lint, train  # noqa: F401
 from datakit.cli import eval as _eval  # noqa: F401  (bound as _eval: `eval` would shadow the builtin)
-from datakit.cli import ui  # noqa: F401
+from datakit.cli import runs, ui  # noqa: F401
 from datakit.cli import demo  # noqa: F401
 # isort: on
 
@@ -35,6 +35,9 @@ def main() -> None:
     if "--verify-reads" in sys.argv:  # global, accepted anywhere on the line: hash every part read, not once per change
         sys.argv.remove("--verify-reads")
         os.environ["DATAKIT_VERIFY_READS"] = "1"
+    from datakit.cli.argv import hoist_registry  # global too: `--registry PATH` may follow the subcommand
+
+    sys.argv[:] = hoist_registry(sys.argv)
     try:
         app()
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import orjson
 import typer
+import typer.core
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from datakit.registry.store import Registry
 
 app = typer.Typer(help="Versioned datasets, builders, training hand-off and regression evals for LLM fine-tuning.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True)
 registry_app = typer.Typer(help="Inspect and maintain the dataset registry.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 
@@ -27,6 +28,38 @@ err = Console(stderr=True, highlight=False)
 _state: dict[str, Any] = {"registry": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RefArg = Annotated[str, typer.Argument(help="Dataset version: name (its latest), name@v2, name@TAG or name@HASH.",
+                                       show_default=False)]
+
+_typed_display = typer.core.TyperOption.display_type_rich
+
+
+def _flag_display(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """Typer's rich help prints a flag as `--dry-run <bool>`, as if it took a value; a flag takes none (click's
+    plain help omits it too), so show the type only for options that take one."""
+    return None if self.is_flag and not self.count else _typed_display(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_display  # type: ignore[method-assign]
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own __version__ when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("datakit")
+    except PackageNotFoundError:
+        import datakit
+
+        return getattr(datakit, "__version__", "unknown")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"datakit {version()}", markup=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -34,6 +67,8 @@ def _root(
     registry: Annotated[Optional[str], typer.Option("--registry", help="Registry root: a folder or a bucket URL such as s3://bucket/prefix, gs://..., az://... (default: $DATAKIT_REGISTRY or ./registry).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of a failure (also DATAKIT_DEBUG=1).")] = False,
     verify_reads: Annotated[bool, typer.Option("--verify-reads", help="Hash every data part on every read (default: once per change of the file; also DATAKIT_VERIFY_READS=1).")] = False,
+    show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                               help="Print `datakit VERSION` and exit.")] = False,
 ) -> None:
     _state["registry"] = registry
 
@@ -51,6 +86,11 @@ def reg() -> Registry:
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def kv(d: dict[str, Any], empty: str = "none") -> str:
+    """A flat dict as `key=value, key=value` for a human line (a dict's repr is noise there); floats to 4 digits."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()) or empty
 
 
 def committed(created: bool) -> str:

@@ -31,9 +31,9 @@ def compare(
         emit_json(res.model_dump(mode="json"))
     else:
         for g in res.failed:
-            out.print(f"[red]fail[/] {g.candidate}: {g.message}")
+            out.print(f"[red]{g.candidate}[/] {g.message}")
         for g in res.underpowered:
-            out.print(f"[yellow]underpowered[/] {g.candidate}: {g.message}")
+            out.print(f"[yellow]{g.candidate}[/] {g.message}")
         for w in res.warnings:
             out.print(f"warning: {w}")
         out.print(f"{headline(res)} Reports in {out_dir}", markup=False)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from datakit.build.magpie_params import MagpieParams
-from datakit.cli.common import JsonOpt, app, err, out, print_commit, reg
+from datakit.cli.common import JsonOpt, app, err, kv, out, print_commit, reg
 from datakit.errors import DatakitError
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ def augment(
                                     options=gen_options(concurrency, timeout, retries, allow_failed))
     report(m, created, stats, as_json, "rows")
     if not stats["variants_kept"]:
-        err.print(f"warning: no variant passed the gates ({stats['filtered']}); {m.ref} holds only the source rows. "
+        err.print(f"warning: no variant passed the gates (filtered: {kv(stats['filtered'])}); {m.ref} holds only "
+                  "the source rows. "
                   f"See why in {r.data_path(m, 'rejected.parquet')}, then loosen --threshold or change the generator.")
     elif not as_json:
         out.print(f"{stats['variants_kept']} variants of {stats['sources']} rows kept "

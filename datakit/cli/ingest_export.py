@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from datakit.cli.common import JsonOpt, app, byte_progress, emit_json, out, reg
+from datakit.cli.common import JsonOpt, app, byte_progress, emit_json, kv, out, reg
 
 
 @app.command()
@@ -42,10 +42,12 @@ def export(
     ref: Annotated[str, typer.Argument(help="Dataset ref: name, name@v2, name@TAG or name@HASH.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet (one file), mlx or hf (a folder of splits), lm-eval (probes as local tasks), argilla or label-studio (a review queue for that tool).")],
     out_path: Annotated[Path, typer.Option("--out", help="Output file (jsonl, parquet) or folder (mlx, hf, lm-eval, argilla, label-studio).")],
-    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Model folder whose tokenizer preflights the rows.")] = None,
-    max_seq_len: Annotated[int, typer.Option(help="Length the preflight counts truncation against.")] = 1024,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Model folder whose tokenizer preflights the "
+                                                      "rows (default: no preflight).")] = None,
+    max_seq_len: Annotated[int, typer.Option(help="Length in tokens the preflight counts truncation against (with "
+                                                  "--tokenizer).")] = 1024,
     sample: Annotated[Optional[int], typer.Option("--sample", help="argilla/label-studio: a seeded sample of N rows (default all).")] = None,
-    seed: Annotated[int, typer.Option(help="argilla/label-studio: seed of the sample.")] = 0,
+    seed: Annotated[int, typer.Option(help="argilla/label-studio: seed of the --sample (same seed, same rows).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a version's rows: plain (jsonl, parquet), as training splits for mlx-lm or TRL, or for review in
@@ -65,7 +67,9 @@ def export(
     if as_json:
         emit_json(info)
     else:
-        out.print(f"wrote {info['rows']} rows of {info['ref']} as {fmt} to {out_path}")
+        rows = info["rows"]  # a count, or rows per split for the training formats
+        said = f"{sum(rows.values())} rows ({kv(rows)})" if isinstance(rows, dict) else f"{rows} rows"
+        out.print(f"wrote {said} of {info['ref']} as {fmt} to {out_path}", markup=False)
         for kind, s in (info.get("skipped") or {}).items():
             out.print(f"  skipped {s['count']} {kind} probes: {s['reason']}", markup=False)
         if "run" in info:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from datakit.cli.common import JsonOpt, app, committed, emit_json, out, reg, step_progress, working
+from datakit.cli.common import JsonOpt, RefArg, app, committed, emit_json, out, reg, step_progress, working
 
 NameOpt = Annotated[list[str], typer.Option("--name", help="Output dataset name (one per REF, or one prefix for several).")]
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="local (default, or DATAKIT_ENGINE) or ray: the same op on a Ray cluster.")]
@@ -27,7 +27,7 @@ def _print(results: list[dict[str, Any]], as_json: bool) -> None:
 
 
 @app.command()
-def normalize(ref: str, name: NameOpt, engine: EngineOpt = None, ray_address: RayAddressOpt = None,
+def normalize(ref: RefArg, name: NameOpt, engine: EngineOpt = None, ray_address: RayAddressOpt = None,
               as_json: JsonOpt = False) -> None:
     """Unicode NFC, whitespace and invisible-character cleanup of every text field (streamed, bounded memory)."""
     from datakit.ops.normalize import run_normalize
@@ -41,12 +41,15 @@ def dedup(
     refs: Annotated[list[str], typer.Argument(help="One or more dataset refs, deduplicated together.")],
     name: NameOpt,
     near: Annotated[bool, typer.Option("--near", help="Also remove near-duplicates (MinHash LSH, verified).")] = False,
-    threshold: Annotated[float, typer.Option(help="Jaccard similarity at which rows count as near-duplicates.")] = 0.8,
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity (0-1) at which rows count as "
+                                                  "near-duplicates.")] = 0.8,
     field: FieldOpt = "auto",
     keep: Annotated[str, typer.Option(help="Which row of a cluster stays: first, longest or score.")] = "first",
-    score_field: Annotated[Optional[str], typer.Option(help="Column (or scores.<key>) for --keep score.")] = None,
+    score_field: Annotated[Optional[str], typer.Option(help="Column (or scores.<key>) for --keep score; the highest "
+                                                            "stays.")] = None,
     num_perm: Annotated[int, typer.Option(help="MinHash bins (a power of two).")] = 128,
-    ngram: Annotated[Optional[int], typer.Option(help="Words per shingle (same as --shingle word:N).")] = None,
+    ngram: Annotated[Optional[int], typer.Option(help="Words per shingle (same as --shingle word:N; default: from "
+                                                      "--shingle).")] = None,
     shingle: Annotated[str, typer.Option("--shingle", help="word:N, char:N or auto (char:5 for short or CJK rows, else word:3).")] = "auto",
     trim_boilerplate: Annotated[bool, typer.Option("--trim-boilerplate", help="Ignore short prefixes/suffixes that repeat across many rows ('Reposted - ', 'Read more.').")] = False,
     engine: EngineOpt = None,
@@ -73,13 +76,17 @@ def dedup(
 
 @app.command()
 def decontam(
-    ref: str,
+    ref: Annotated[str, typer.Argument(help="Training dataset to clean: name, name@v2, name@TAG or name@HASH.",
+                                       show_default=False)],
     against: Annotated[list[str], typer.Option("--against", help="Eval dataset refs (probes or any kind).")],
     name: NameOpt,
     method: Annotated[str, typer.Option(help="ngram (overlap, GPT-3 style) or near (MinHash similarity).")] = "ngram",
-    ngram: Annotated[int, typer.Option(help="Tokens per n-gram (13 as in GPT-3).")] = 13,
-    min_tokens: Annotated[int, typer.Option(help="Shorter eval items only match a row that equals them.")] = 8,
-    threshold: Annotated[float, typer.Option(help="Similarity for --method near.")] = 0.8,
+    ngram: Annotated[int, typer.Option(help="Tokens per n-gram (words; a CJK character is one token; 13 as in "
+                                            "GPT-3).")] = 13,
+    min_tokens: Annotated[int, typer.Option(help="Eval items shorter than this many tokens only match a row that "
+                                                 "equals them.")] = 8,
+    threshold: Annotated[float, typer.Option(help="Similarity (0-1) at which a row matches an eval item, with "
+                                                  "--method near.")] = 0.8,
     field: FieldOpt = "auto",
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
@@ -100,13 +107,14 @@ def decontam(
 
 @app.command()
 def split(
-    ref: str,
+    ref: RefArg,
     name: NameOpt,
-    valid: Annotated[float, typer.Option(help="Fraction of rows for validation.")],
-    test: Annotated[float, typer.Option(help="Fraction of rows for test.")] = 0.0,
-    seed: int = 0,
+    valid: Annotated[float, typer.Option(help="Fraction of rows for validation (0-1).")],
+    test: Annotated[float, typer.Option(help="Fraction of rows for test (0-1; 0: no test side).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the group shuffle: same seed and rows, same split.")] = 0,
     field: FieldOpt = "auto",
-    threshold: Annotated[float, typer.Option(help="Similarity that joins rows without group_id into one group.")] = 0.7,
+    threshold: Annotated[float, typer.Option(help="Similarity (0-1) that joins rows without group_id into one "
+                                                  "group.")] = 0.7,
     as_json: JsonOpt = False,
 ) -> None:
     """Group-aware, seeded split: a group_id (or a near-duplicate cluster) never spans two sides."""

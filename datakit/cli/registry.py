@@ -8,7 +8,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from datakit.cli.common import JsonOpt, emit_json, out, reg, registry_app, registry_root
+from datakit.cli.common import JsonOpt, RefArg, emit_json, out, reg, registry_app, registry_root
 from datakit.errors import CheckFailed
 
 
@@ -32,7 +32,7 @@ def registry_ls(as_json: JsonOpt = False) -> None:
 
 
 @registry_app.command("show")
-def registry_show(ref: str, rows: Annotated[int, typer.Option(help="Also print the first N rows.")] = 0,
+def registry_show(ref: RefArg, rows: Annotated[int, typer.Option(help="Also print the first N rows (0: none).")] = 0,
                   as_json: JsonOpt = False) -> None:
     """Show a version's manifest: kind, rows, hash, files, lineage, op, stats."""
     from datakit.registry.catalog import describe
@@ -53,7 +53,8 @@ def registry_show(ref: str, rows: Annotated[int, typer.Option(help="Also print t
 
 
 @registry_app.command("log")
-def registry_log(name: str, as_json: JsonOpt = False) -> None:
+def registry_log(name: Annotated[str, typer.Argument(help="Dataset name (no @version).", show_default=False)],
+                 as_json: JsonOpt = False) -> None:
     """Versions of a dataset, oldest first, with their op and parents."""
     from datakit.registry.catalog import history
 
@@ -68,7 +69,12 @@ def registry_log(name: str, as_json: JsonOpt = False) -> None:
 
 
 @registry_app.command("diff")
-def registry_diff(a: str, b: str, examples: int = 5, as_json: JsonOpt = False) -> None:
+def registry_diff(a: Annotated[str, typer.Argument(help="The version compared from: name, name@v1, name@TAG "
+                                                        "or name@HASH.", show_default=False)],
+                  b: Annotated[str, typer.Argument(help="The version compared to: rows added and removed going from A "
+                                                        "to B.", show_default=False)],
+                  examples: Annotated[int, typer.Option(help="Added and removed rows to print, each side.")] = 5,
+                  as_json: JsonOpt = False) -> None:
     """Rows added and removed between two versions."""
     from datakit.registry.verify import diff
 
@@ -84,7 +90,10 @@ def registry_diff(a: str, b: str, examples: int = 5, as_json: JsonOpt = False) -
 
 
 @registry_app.command("verify")
-def registry_verify(ref: Annotated[Optional[str], typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+def registry_verify(ref: Annotated[Optional[str], typer.Argument(help="One version to check: name (its latest), "
+                                                                  "name@v2, name@TAG or name@HASH (default: every "
+                                                                  "version of every dataset).")] = None,
+                    as_json: JsonOpt = False) -> None:
     """Recompute every checksum, row id and content hash; exit 1 naming each mismatch."""
     from datakit.registry.verify import verify
 
@@ -100,21 +109,33 @@ def registry_verify(ref: Annotated[Optional[str], typer.Argument()] = None, as_j
 
 
 @registry_app.command("tag")
-def registry_tag(ref: str, tag: str) -> None:
+def registry_tag(ref: RefArg,
+                 tag: Annotated[str, typer.Argument(help="Tag name, e.g. baseline (not a version number such as v2).",
+                                                    show_default=False)],
+                 as_json: JsonOpt = False) -> None:
     """Point TAG at a version (moves it if it exists)."""
     m, before = reg().tag(ref, tag)
+    if as_json:
+        emit_json({"name": m.name, "tag": tag, "version": m.version, "ref": m.ref, "previous": before,
+                   "moved": before is not None and before != m.version})
+        return
     moved = f" (was {before})" if before and before != m.version else ""
     out.print(f"{m.name}@{tag} -> {m.version}{moved}")
 
 
 @registry_app.command("gc")
-def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-                grace_minutes: Annotated[float, typer.Option(help="Keep unpublished parts younger than this (a commit "
-                                                             "may still be writing them from another machine).")] = 180) -> None:
+def registry_gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+                grace_minutes: Annotated[float, typer.Option(help="Keep unpublished parts younger than this many "
+                                                             "minutes (a commit may still be writing them from "
+                                                             "another machine).")] = 180,
+                as_json: JsonOpt = False) -> None:
     """Remove leftovers of interrupted commits (never a live one)."""
     from datakit.registry.verify import gc
 
     removed = gc(reg(), dry_run=dry_run, grace_s=grace_minutes * 60)
+    if as_json:
+        emit_json({"dry_run": dry_run, "removed": removed, "count": len(removed)})
+        return
     for p in removed:
         out.print(("would remove " if dry_run else "removed ") + p)
     out.print(f"{len(removed)} leftover(s)")
@@ -139,7 +160,9 @@ def registry_repair(yes: Annotated[bool, typer.Option("--yes", help="Apply the f
 
 
 @registry_app.command("quarantine")
-def registry_quarantine(ref: str, limit: int = 20, as_json: JsonOpt = False) -> None:
+def registry_quarantine(ref: RefArg, limit: Annotated[int, typer.Option(help="Rejected rows to list (the total is "
+                                                                          "always counted).")] = 20,
+                        as_json: JsonOpt = False) -> None:
     """Rows that a version's ingest rejected, with file, line and reason."""
     from datakit.registry.catalog import quarantine
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from datakit.cli.common import JsonOpt, app, emit_json, out, reg
+from datakit.cli.common import JsonOpt, app, emit_json, kv, out, reg
 
 
 @app.command()
@@ -40,7 +40,7 @@ def train(
     out.print(f"{'plan' if dry_run else 'run'} [bold]{spec.name}[/] on {spec.backend}: {p.run_dir}")
     for s in p.stages:
         src = f" from {s.adapter_in}" if s.adapter_in else ""
-        out.print(f"  {s.index + 1}. {s.stage:4} {s.data_ref} ({s.data_hash[:12]}) rows {s.rows}{src}")
+        out.print(f"  {s.index + 1}. {s.stage:4} {s.data_ref} ({s.data_hash[:12]}) rows {kv(s.rows)}{src}")
         if s.memory is not None or s.memory_note:
             text = format_estimate(s.memory) if s.memory is not None else s.memory_note
             out.print(f"     memory {text}", markup=False, highlight=False)
@@ -51,7 +51,9 @@ def train(
             out.print(f"     preflight {state}; {over}", markup=False, highlight=False)
     for r in results:
         early = " (stopped early)" if r["stopped_early"] else ""
-        out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {r['best_val_loss']} at step {r['best_step']}{early} -> {r['adapter']}")
+        best = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4f}"  # None: no valid split
+        out.print(f"  {r['stage']}: {r['steps']} steps, best val loss {best} at step {r['best_step']}{early} -> "
+                  f"{r['adapter']}")
         if stop := r.get("stop_check"):
             out.print(f"     {stop_line(stop)}", markup=False, highlight=False)
 
@@ -64,3 +66,30 @@ def stop_line(stop: dict) -> str:
         line += (" -- WARNING: the model does not learn to stop; check the chat template's end-of-turn token in the "
                  "training rows (`datakit export --tokenizer` preflights it) or train longer; examples in stopcheck.json")
     return line
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the model to (config, safetensors, tokenizer).")],
+    layers: Annotated[int, typer.Option(help="Transformer layers.")] = 2,
+    hidden: Annotated[int, typer.Option(help="Hidden size (width of every layer).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights (same seed, same model).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a model already in OUT_DIR.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A tiny random Llama with a ChatML tokenizer, in Hugging Face format (mlx-lm loads it too): a base model to
+    try every command on in seconds on a CPU (the example recipes and docs/quickstart.md use build/tiny-llama).
+    It knows nothing: use a real model folder for real work."""
+    from datakit.errors import DatakitError
+    from datakit.tiny import build_llama
+
+    if (out_dir / "config.json").exists() and not force:
+        raise DatakitError(f"{out_dir}: a model is already there; pass --force to overwrite it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build_llama(out_dir, layers=layers, hidden=hidden, seed=seed)
+    size = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
+    if as_json:
+        emit_json({"path": str(out_dir), "layers": layers, "hidden": hidden, "seed": seed, "bytes": size})
+    else:
+        out.print(f"wrote a tiny random Llama ({layers} layers, hidden {hidden}, {size / 1e6:.1f} MB) to {out_dir}",
+                  markup=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from datakit.cli.common import JsonOpt, app, committed, emit_json, err, out, reg
+from datakit.cli.common import JsonOpt, app, committed, emit_json, err, kv, out, reg
 from datakit.errors import DatakitError
 
 PortOpt = Annotated[int, typer.Option("--port", help="Port of the web UI.")]
@@ -32,10 +32,12 @@ def ui(port: PortOpt = 8765, host: HostOpt = "127.0.0.1", runs: RunsOpt = Path("
 def review(
     ref: Annotated[str, typer.Argument(help="A version to review (REF); a queue name with --commit/--status; or `import`.")],
     file: Annotated[Optional[Path], typer.Argument(help="With `import`: an Argilla or Label Studio JSON export.")] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", help="Review a seeded sample of N rows.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", help="Review a seeded sample of N rows (or "
+                                                                   "--all).")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="Review every row.")] = False,
-    reviewer: Annotated[str, typer.Option("--reviewer", help="Your name; decisions are saved under it.")] = "",
-    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    reviewer: Annotated[str, typer.Option("--reviewer", help="Your name; decisions are saved under it (default: "
+                                                             "asked for in the browser).")] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the --sample (same seed, same rows).")] = 0,
     queue: Annotated[Optional[str], typer.Option("--queue", help="Queue name (default NAME-vN[-sampleN]).")] = None,
     commit: Annotated[bool, typer.Option("--commit", help="Commit the accepted and edited rows of queue REF.")] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="Name of the reviewed version (with --commit).")] = None,
@@ -89,7 +91,7 @@ def review(
             return
         p = res["progress"]
         out.print(f"{res['queue']} ({res['ref']}): {p['decided']} of {p['rows']} rows decided: {p['accept']} accepted, "
-                  f"{p['edit']} edited, {p['reject']} rejected; by reviewer: {p['by_reviewer']}")
+                  f"{p['edit']} edited, {p['reject']} rejected; by reviewer: {kv(p['by_reviewer'])}")
         for a in res["agreement"]:
             out.print(f"  {a['reviewers'][0]} vs {a['reviewers'][1]}: {a['agreed']} of {a['rows_both']} rows agree "
                       f"({a['percent']}%), Cohen's kappa {a['cohen_kappa']}")

@@ -187,6 +187,20 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def keep_previous_run(runs: Path) -> Path | None:
+    """Make room for a fresh run without losing the last one: `runs` moves to `<runs>.prev` (replacing an older
+    .prev); returns where it went, or None when there was nothing to keep."""
+    if not runs.exists():
+        return None
+    prev = runs.with_name(runs.name + ".prev")
+    if prev.is_dir() and not prev.is_symlink():
+        shutil.rmtree(prev)
+    elif prev.exists() or prev.is_symlink():
+        prev.unlink()
+    runs.rename(prev)  # same folder, so a rename: the whole tree moves at once
+    return prev
+
+
 def run_demo(cfg: DemoConfig, console: Console, run_command: CommandRunner) -> Path:
     """The whole loop, each step through `run_command`; returns the report folder (printed last)."""
     from datakit.demo.summary import summarize
@@ -196,8 +210,8 @@ def run_demo(cfg: DemoConfig, console: Console, run_command: CommandRunner) -> P
         raise DatakitError(f"{cfg.external}: demo data folder not found; pass --data path/to/shared/data/external")
     demo = Demo(cfg, console, run_command)
     cfg.work.mkdir(parents=True, exist_ok=True)
-    if cfg.runs.exists():  # a fresh run each time; the base model cache and the registry stay
-        shutil.rmtree(cfg.runs)
+    if (prev := keep_previous_run(cfg.runs)) is not None:  # a fresh run each time; the cache and registry stay
+        console.print(f"previous demo run moved to {prev}", markup=False, highlight=False)
     done = demo.step("0. ingest real external datasets (7 formats)")
     demo.datakit("demo", "--ingest-only", "--data", cfg.external)
     done()

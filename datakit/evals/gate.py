@@ -205,7 +205,10 @@ def _finish(r: GateResult, rule: GateRule, spec: GateSpec) -> GateResult:
     if rule.noninferiority:
         margin = rule.limit if KINDS[rule.kind][0] else 0.0
         r.verdict = stats.non_inferiority(r.ci_low, r.ci_high, margin, higher_is_better=KINDS[rule.kind][2])
-        r.reason = "CI straddles the margin" if r.verdict == "underpowered" else ""
+        worse, better = (-r.ci_low, -r.ci_high) if KINDS[rule.kind][2] else (r.ci_high, r.ci_low)  # as losses
+        straddles = better <= margin < worse
+        r.reason = ("CI straddles the margin" if r.verdict == "underpowered"
+                    else "CI straddles the margin but is narrower than it" if straddles else "")
     elif r.breach and rule.require_significance:
         r.significant = p < spec.alpha
         # a breach the test cannot confirm is not a pass: more items would decide it

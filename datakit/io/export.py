@@ -19,7 +19,7 @@ PLAIN_FORMATS = ("jsonl", "parquet")
 def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest, int]:
     """Write the version's rows in order: jsonl as record dicts, parquet as the stored columns."""
     if fmt not in PLAIN_FORMATS:
-        raise DatakitError(f"unknown export format {fmt!r}; use one of {', '.join(PLAIN_FORMATS)}")
+        raise DatakitError(f"unknown plain-rows format {fmt!r}; use one of {', '.join(PLAIN_FORMATS)}")
     m = reg.resolve(ref)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # never leave a half-written export behind
@@ -36,6 +36,20 @@ def export_rows(reg: Registry, ref: str, fmt: str, out: Path) -> tuple[Manifest,
 
 
 TRAINING_FORMATS = ("mlx", "hf")
+ENGINE_FORMATS = (*PLAIN_FORMATS, *TRAINING_FORMATS, "lm-eval")  # what export() writes itself
+
+
+def export_formats() -> tuple[str, ...]:
+    """Every `--format` of `datakit export`: the engine formats, then the review tools' queues."""
+    from datakit.io.review_tools import TOOLS  # here, not at the top: it imports the review ops
+
+    return (*ENGINE_FORMATS, *TOOLS)
+
+
+def check_format(fmt: str) -> None:
+    """Raise, naming every valid format, unless `fmt` is one."""
+    if fmt not in ENGINE_FORMATS and fmt not in (formats := export_formats()):
+        raise DatakitError(f"unknown export format {fmt!r}; use one of {', '.join(formats)}")
 
 
 TRAINING_COLUMNS = {"cpt": ("text",), "preference": ("prompt", "chosen", "rejected"),
@@ -108,7 +122,11 @@ def export_training(reg: Registry, ref: str, fmt: str, out: Path) -> dict:
 def export(reg: Registry, ref: str, fmt: str, out: Path, *, tokenizer: Path | None = None,
            max_seq_len: int = 1024) -> dict:
     """Every export format behind one call. With a tokenizer, training rows are also preflighted against it
-    (`info["preflight"]`); for lm-eval the tokenizer gives the tasks their stop sequence instead."""
+    (`info["preflight"]`); for lm-eval the tokenizer gives the tasks their stop sequence instead. The review
+    formats (argilla, label-studio) write a queue: datakit.io.review_tools.export_for_review."""
+    check_format(fmt)
+    if fmt not in ENGINE_FORMATS:
+        raise DatakitError(f"--format {fmt} writes a review queue: call datakit.io.review_tools.export_for_review")
     root = reg.storage.local
     if root is not None and out.absolute().resolve().is_relative_to(root.resolve()):
         raise DatakitError(f"--out {out} is inside the registry {root}: an export there could overwrite a version's "

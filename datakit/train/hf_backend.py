@@ -260,8 +260,8 @@ def run_stage(job: StageJob) -> StageResult:
     trainer, extra = build_trainer(job)
     zero = trainer.is_world_process_zero()
     if extra["truncated_rows"] and zero:
-        log.warning("%d rows are longer than max_seq_len=%d and will be cut: %s", extra["truncated_rows"],
-                    job.stage.train.max_seq_len, extra["truncated_by_split"])
+        log.warning("%d rows are longer than max_seq_len=%d and will be cut (%s)", extra["truncated_rows"],
+                    job.stage.train.max_seq_len, ", ".join(f"{k} {v}" for k, v in extra["truncated_by_split"].items()))
         job.metrics.write(step=0, stage=job.stage.stage, warning="truncated_rows",
                           max_seq_len=job.stage.train.max_seq_len, **extra)
     resume = find_checkpoint(job.checkpoint_dir)

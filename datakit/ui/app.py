@@ -20,6 +20,7 @@ from datakit.errors import DatakitError
 from datakit.ops import review as rv
 from datakit.ops import review_queue as rq
 from datakit.registry.store import Registry
+from datakit.train.run_index import find_runs
 from datakit.ui import lineage, views
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -85,18 +86,18 @@ def create_app(reg: Registry, *, runs_dir: Path | None = Path("runs"), token: st
         elif tab in side:
             ctx["data"] = views.side_table(reg, m, tab, page=page_no)
         elif tab == "lineage":
-            runs = lineage.find_runs(runs_dir)
+            runs = find_runs(runs_dir)
             graph = lineage.lineage_graph(reg, m, runs, views.children(reg, m))
             ctx |= {"svg": lineage.to_svg(graph), "runs": [(i, r) for i, r in enumerate(runs)
-                                                          if f"run:{r['dir']}" in graph.nodes]}
+                                                          if f"run:{r.dir}" in graph.nodes]}
         return page(request, "version.html", **ctx)
 
     @app.get("/report")
     def report(run: int, n: int) -> Response:
-        runs = lineage.find_runs(runs_dir)
-        if not (0 <= run < len(runs) and 0 <= n < len(runs[run]["reports"])):
+        runs = find_runs(runs_dir)
+        if not (0 <= run < len(runs) and 0 <= n < len(runs[run].reports) and runs[run].reports[n].html):
             raise DatakitError("no such report (the runs folder changed?); reload the lineage page")
-        return FileResponse(runs[run]["reports"][n], media_type="text/html")
+        return FileResponse(str(runs[run].reports[n].html), media_type="text/html")
 
     @app.get("/review/{queue}", response_class=HTMLResponse)
     def review(request: Request, queue: str, reviewer: str = "", row: int | None = None) -> Response:

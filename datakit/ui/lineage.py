@@ -1,22 +1,20 @@
 """A version's lineage as a graph: its parents back to the source files, the versions made from it, and the
 training runs (and their eval reports) that used it; laid out in columns and drawn as SVG on the server.
 
-Runs are found under a runs folder (`runs/<name>/<run-id>/lineage.json`, written by `datakit train`): a run used
-a version when its lineage names the version's content hash. A report (`report.json` beside `report.html`,
-written by `datakit eval`) belongs to a run when it names the run's folder.
+Runs and the reports that judged them come from `datakit.train.run_index` (the index `datakit runs` prints): a run
+used a version when its lineage names the version's content hash.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
 
-from datakit.errors import DatakitError
+from datakit.registry.ancestry import ancestry
 from datakit.registry.store import Registry
 from datakit.schemas import Manifest
+from datakit.train.run_index import RunRecord
 
 COL_W, ROW_H, BOX_W, BOX_H, MARGIN = 230, 64, 200, 44, 16
 
@@ -40,79 +38,39 @@ class Graph:
         return self.nodes.setdefault(node.key, node)
 
 
-def find_runs(runs_dir: Path | None) -> list[dict[str, Any]]:
-    """Every training run under `runs_dir` with its lineage, and the eval reports that name its folder."""
-    if runs_dir is None or not runs_dir.is_dir():
-        return []
-    reports = [(p, _report_text(p)) for p in sorted(runs_dir.rglob("report.json"))]
-    out = []
-    for lin in sorted(runs_dir.rglob("lineage.json")):
-        try:
-            data = json.loads(lin.read_text())
-        except (OSError, ValueError):
-            continue
-        names = {str(lin.parent.resolve()), str(data.get("run_dir") or lin.parent)}
-        out.append({"dir": lin.parent, "lineage": data, "name": f"{data.get('recipe', '?')} / {lin.parent.name}",
-                    "reports": [p.with_name("report.html") for p, text in reports
-                                if any(n in text for n in names) and p.with_name("report.html").exists()]})
-    return out
-
-
-def _report_text(path: Path) -> str:
-    """A report and the eval results it compares (they name the model and adapter, inside a run's folder)."""
-    text = path.read_text(errors="replace")
-    try:
-        dirs = json.loads(text).get("dirs") or []
-    except ValueError:
-        return text
-    for d in dirs:
-        results = Path(d) / "results.json"
-        if results.is_file():
-            text += results.read_text(errors="replace")
-    return text
-
-
-def lineage_graph(reg: Registry, focus: Manifest, runs: list[dict[str, Any]], children: list[Manifest]) -> Graph:
+def lineage_graph(reg: Registry, focus: Manifest, runs: list[RunRecord], children: list[Manifest]) -> Graph:
     g = Graph()
     g.add(Node(focus.ref, focus.ref, f"{focus.kind}, {focus.rows:,} rows, {focus.op}", "focus", f"/v/{focus.ref}"))
-    _ancestors(reg, g, focus, 0, set())
+    _ancestors(reg, g, focus)
     for c in children:
         g.add(Node(c.ref, c.ref, f"{c.kind}, {c.rows:,} rows, {c.op}", "version", f"/v/{c.ref}", 1))
         g.edges.add((focus.ref, c.ref))
     for i, run in enumerate(runs):
-        if not any(d.get("content_hash") == focus.content_hash for d in run["lineage"].get("data", [])):
+        if not any(s.content_hash == focus.content_hash for s in run.stages):
             continue
-        key = f"run:{run['dir']}"
-        g.add(Node(key, run["name"], "training run", "run", None, 2 if children else 1))
+        key = f"run:{run.dir}"
+        g.add(Node(key, run.name, "training run", "run", None, 2 if children else 1))
         g.edges.add((focus.ref, key))
-        for j, rep in enumerate(run["reports"]):
-            rkey = f"report:{rep}"
-            g.add(Node(rkey, "eval report", rep.parent.name, "report", f"/report?run={i}&n={j}", g.nodes[key].depth + 1))
+        for j, rep in enumerate(run.reports):
+            rkey = f"report:{rep.path}"
+            g.add(Node(rkey, "eval report", f"{rep.as_name}: {rep.verdict or 'compared'}", "report",
+                       f"/report?run={i}&n={j}" if rep.html else None, g.nodes[key].depth + 1))
             g.edges.add((key, rkey))
     return g
 
 
-def _ancestors(reg: Registry, g: Graph, m: Manifest, depth: int, seen: set[str]) -> None:
-    if m.ref in seen:
-        return
-    seen.add(m.ref)
-    for f in m.params.get("files", []) if isinstance(m.params.get("files"), list) else []:
-        if isinstance(f, dict) and f.get("file"):
+def _ancestors(reg: Registry, g: Graph, focus: Manifest) -> None:
+    anc = ancestry(reg, focus)
+    for ref, pm in anc.versions.items():
+        sub = f"{pm.kind}, {pm.rows:,} rows, {pm.op}" if pm is not None else "not in this registry"
+        g.add(Node(ref, ref, sub, "version" if pm is not None else "file", f"/v/{ref}" if pm else None, -anc.depth[ref]))
+    for child, parents in anc.parents.items():
+        g.edges.update((p, child) for p in parents)
+        for f in anc.files(child):
             key = f"file:{f['file']}:{f.get('sha256', '')}"
             node = g.add(Node(key, Path(str(f["file"])).name, f"file, sha256 {str(f.get('sha256', ''))[:12]}", "file"))
-            node.depth = min(node.depth, depth - 1)
-            g.edges.add((key, m.ref))
-    for p in m.parents:
-        try:
-            pm = reg.resolve(p.ref)
-        except DatakitError:  # a parent removed from this registry: shown, not followed
-            g.add(Node(p.ref, p.ref, "not in this registry", "file", None, depth - 1))
-            g.edges.add((p.ref, m.ref))
-            continue
-        node = g.add(Node(pm.ref, pm.ref, f"{pm.kind}, {pm.rows:,} rows, {pm.op}", "version", f"/v/{pm.ref}", depth - 1))
-        node.depth = min(node.depth, depth - 1)
-        g.edges.add((pm.ref, m.ref))
-        _ancestors(reg, g, pm, node.depth, seen)
+            node.depth = min(node.depth, -anc.depth[child] - 1)
+            g.edges.add((key, child))
 
 
 def to_svg(g: Graph) -> str:
