@@ -5,6 +5,9 @@ rerun that keeps the previous run."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -46,9 +49,12 @@ def test_version_prints_the_installed_version_and_exits_0(cli):
 def test_shell_completion_is_offered(cli):
     p = cli("--help")
     assert "--install-completion" in p.stdout and "--show-completion" in p.stdout
-    script = cli("--show-completion", "bash")
+    # typer detects the shell from the parent processes (under `make`, sh, which it does not support): run the
+    # command from bash, as a user installing completion for bash would (`; exit` keeps bash from exec-ing it)
+    script = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} -m datakit.cli --show-completion; exit $?"],
+                            capture_output=True, text=True, timeout=60)
     # named after the program as run: `datakit` when installed, `python -m datakit.cli` here
-    assert script.returncode == 0 and "complete -o default -F" in script.stdout
+    assert script.returncode == 0 and "complete -o default -F" in script.stdout, script.stderr
 
 
 def test_registry_tag_and_gc_take_json(cli, tmp_path):
