@@ -7,6 +7,7 @@ default ./registry is used. A line whose comment says `exits 1` must exit 1; eve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -87,9 +88,11 @@ def test_runs_show_traces_the_run_from_its_report_to_the_source_files(walked):
     assert "judged by runs/quickstart/report/report.json as 'sft': fail" in shown
     assert re.search(r"base model build/tiny-llama \(fingerprint [0-9a-f]{16}: \d+ config, weight", shown)
     assert "<- quickstart-mix@v1" in shown and "<- acme-sft-split@v1" in shown
-    sha = __import__("hashlib").sha256((EXTERNAL / "alpaca_en_demo.json").read_bytes()).hexdigest()
+    sha = hashlib.sha256((EXTERNAL / "alpaca_en_demo.json").read_bytes()).hexdigest()
     assert f"<- file alpaca_en_demo.json (sha256 {sha[:16]})" in shown
     assert "<- file products.md (sha256" in shown  # the company's documents, through build cpt -> sft -> dedup
+    spec_sha = hashlib.sha256((ROOT / "examples" / "acme" / "identity.yaml").read_bytes()).hexdigest()
+    assert f"<- file identity.yaml (sha256 {spec_sha[:16]})" in shown  # build identity records its spec
 
 
 def test_run_lineage_tells_apart_two_bases_with_the_same_config(walked):

@@ -10,6 +10,7 @@ with copies (FIELD_NOTES 3.2): asked for more rows than it can vary, it stops an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
@@ -140,7 +141,11 @@ def run_build_identity(reg: Registry, spec_path: Path, *, name: str,
                        drop_denied: bool = False) -> tuple[Manifest, bool, dict[str, Any]]:
     """Build from a spec file (seed paths relative to it) and commit kind `identity`."""
     spec = load_spec(spec_path)
-    out = build_identity(spec, spec_path.resolve().parent, drop_denied=drop_denied)
+    spec_dir = spec_path.resolve().parent
+    out = build_identity(spec, spec_dir, drop_denied=drop_denied)
+    # the spec and its seed files, with their sha256: lineage reaches the files this version was made from
+    sources = [spec_path.resolve(), *((Path(s) if Path(s).is_absolute() else spec_dir / s) for s in spec.seeds)]
+    files = [{"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in sources]
     m, created = runner.commit(reg, name=name, kind="identity", inputs=[], op="build-identity",
-                               params={**spec.model_dump(), "drop_denied": drop_denied}, out=out)
+                               params={**spec.model_dump(), "drop_denied": drop_denied, "files": files}, out=out)
     return m, created, out.stats
