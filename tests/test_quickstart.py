@@ -64,7 +64,7 @@ def test_the_quickstart_runs_verbatim_and_each_step_reports_what_it_did(walked):
     assert "realized" in said(walked, "datakit mix") and "committed quickstart-mix@v1" in said(walked, "datakit mix")
     dry = said(walked, "datakit train examples/quickstart/sft.yaml --dry-run")
     assert "preflight ok" in dry and "rows longer than max_seq_len" in dry
-    trained = said(walked, "datakit train examples/quickstart/sft.yaml")
+    trained = said(walked, "datakit train examples/quickstart/sft.yaml --run-id first")
     assert "steps (100%)" in trained and "stop check:" in trained and "{'" not in trained  # no dict reprs
 
 
@@ -83,8 +83,8 @@ def test_the_compare_step_says_one_verdict_everywhere(walked):
 
 def test_runs_show_traces_the_run_from_its_report_to_the_source_files(walked):
     listing = said(walked, "datakit runs ls")
-    assert listing.startswith("quickstart/") and "trained" in listing and "eval fail (report)" in listing
-    shown = said(walked, "datakit runs show quickstart")
+    assert listing.startswith("quickstart/first  hf  trained") and "trained" in listing and "eval fail (report)" in listing
+    shown = said(walked, "datakit runs show quickstart/first")
     assert "judged by runs/quickstart/report/report.json as 'sft': fail" in shown
     assert re.search(r"base model build/tiny-llama \(fingerprint [0-9a-f]{16}: \d+ config, weight", shown)
     assert "<- quickstart-mix@v1" in shown and "<- acme-sft-split@v1" in shown

@@ -98,7 +98,9 @@ def plan(reg: Registry, recipe: RecipeSpec, *, recipe_dir: Path, run_id: str | N
     problems: list[str] = []
     base = Path(recipe.base_model).expanduser()
     if not base.is_dir():
-        problems.append(f"base_model {recipe.base_model}: no such folder (hub ids must be in the local cache as a folder path)")
+        problems.append(f"base_model {recipe.base_model}: no such folder; give a local model folder (datakit never "
+                        "downloads one), or try the recipe on a tiny random model: `datakit tiny-model "
+                        f"{recipe.base_model}`")
     stages, prev_dir, prev_method, stage_base = [], None, None, base
     rid = run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(recipe.output_dir) / recipe.name / rid
