@@ -59,20 +59,24 @@ class LocalEngine:
                   ordered: bool = False) -> Iterator[pl.DataFrame]:
         self._groups += 1
         prefix = f"group{self._groups:03d}/p"
-        buffer: list[pl.DataFrame] = []
+        # each frame is split by partition as it arrives and a flush writes (and frees) one partition at a time, so
+        # memory holds the buffered rows once; concatenating then partitioning the whole buffer held them 3 times
+        pending: dict[int, list[pl.DataFrame]] = {}
         buffered, size, flushes = 0, 0, 0
 
         def flush() -> None:
             nonlocal buffered, size, flushes
-            if buffer:
-                for (p,), chunk in pl.concat(buffer).partition_by("_p", as_dict=True).items():
-                    self.spill.put(f"{prefix}{int(p):05d}-{flushes:05d}", chunk)  # type: ignore[call-overload]
-            buffer.clear()
+            for p in sorted(pending):
+                chunks = pending.pop(p)
+                self.spill.put(f"{prefix}{p:05d}-{flushes:05d}", pl.concat(chunks) if len(chunks) > 1 else chunks[0])
+                del chunks
             buffered, size, flushes = 0, 0, flushes + 1
 
         for df in frames:
-            buffer.append(df)
             buffered, size = buffered + df.height, size + df.estimated_size()
+            for (p,), chunk in df.partition_by("_p", as_dict=True).items():
+                pending.setdefault(int(p), []).append(chunk)  # type: ignore[arg-type]
+            del df
             if buffered >= FLUSH_ROWS or size >= FLUSH_BYTES:
                 flush()
         flush()
