@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,bench]'
 	touch $(STAMP)
 
+# --durations lists the slowest tests: where CI time goes.
 test: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m pytest -q
+	$(OFFLINE) $(BIN)/python -m pytest -q --durations=15
 
 # The whole loop on a fictional company (report in runs/demo/report/); QUICK=1 for the 3-minute version.
 demo: $(STAMP)
